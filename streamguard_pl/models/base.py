@@ -1,0 +1,157 @@
+"""Shared LightningModule for the three detectors: loss, metrics, optimizer groups and schedule.
+
+Subclasses only say how a batch becomes logits (`forward`) and which parameter groups exist
+(`param_groups`); everything a run must get right the same way for every model lives here once.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+)
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from .losses import build_loss
+
+_SCHEDULES = {
+    "linear": get_linear_schedule_with_warmup,
+    "cosine": get_cosine_schedule_with_warmup,
+    "constant": get_constant_schedule_with_warmup,
+}
+
+
+def _metrics(threshold: float) -> MetricCollection:
+    return MetricCollection(
+        {
+            "accuracy": BinaryAccuracy(threshold=threshold),
+            "precision": BinaryPrecision(threshold=threshold),
+            "recall": BinaryRecall(threshold=threshold),
+            "f1": BinaryF1Score(threshold=threshold),
+            "auroc": BinaryAUROC(),
+            "average_precision": BinaryAveragePrecision(),
+        }
+    )
+
+
+def _is_no_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases and normalisation weights are not decayed (BERT/RoBERTa fine-tuning practice)."""
+    lowered = name.lower()
+    return param.ndim < 2 or name.endswith("bias") or "layernorm" in lowered or "layer_norm" in lowered or ".norm" in lowered
+
+
+class VulnerabilityClassifier(L.LightningModule):
+    """Base task: 2-class logits -> loss, P(vulnerable), torchmetrics, AdamW + warmup schedule."""
+
+    model_type: str = "base"
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        scheduler: Literal["linear", "cosine", "constant", "none"] = "linear",
+        loss: Literal["ce", "focal"] = "ce",
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        focal_gamma: float = 1.5,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        # Collects the init args of the whole subclass chain, so checkpoints rebuild any subclass.
+        self.save_hyperparameters()
+        self.lr = lr
+        self.criterion = build_loss(loss, class_weights, label_smoothing, focal_gamma)
+        self.val_metrics = _metrics(threshold).clone(prefix="val/")
+        self.test_metrics = _metrics(threshold).clone(prefix="test/")
+
+    # ---- what subclasses provide -------------------------------------------------------------
+    def forward(self, batch: Any) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Named parameter groups with an `lr_mult` each; fusion overrides this for x0.1/x0.5/x1.0."""
+        return [{"name": "model", "params": [p for p in self.parameters()], "lr_mult": 1.0}]
+
+    def batch_labels(self, batch: Any) -> torch.Tensor:
+        return batch["labels"]
+
+    def batch_index(self, batch: Any) -> torch.Tensor:
+        """Dataset positions of the batch's records, so predictions map back to files and functions."""
+        return batch["index"]
+
+    def batch_size_of(self, batch: Any) -> int:
+        return int(self.batch_labels(batch).shape[0])
+
+    # ---- steps -------------------------------------------------------------------------------
+    def _step(self, batch: Any, stage: str) -> dict[str, torch.Tensor]:
+        logits = self(batch)
+        labels = self.batch_labels(batch).long().view(-1)
+        loss = self.criterion(logits.float(), labels)
+        probs = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
+        preds = (probs >= self.hparams.threshold).long()
+        bs = self.batch_size_of(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs)
+        metrics = {"val": self.val_metrics, "test": self.test_metrics}.get(stage)
+        if metrics is not None:
+            metrics.update(probs, labels)
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=bs, prog_bar=False)
+        return {"loss": loss, "preds": preds, "probs": probs, "labels": labels}
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        probs = torch.softmax(self(batch).float(), dim=-1)[:, 1]
+        out = {"probs": probs, "preds": (probs >= self.hparams.threshold).long()}
+        out["index"] = self.batch_index(batch)
+        return out
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def gradient_components(self) -> dict[str, list[nn.Parameter]]:
+        return {g["name"]: list(g["params"]) for g in self.param_groups()}
+
+    def _optimizer_groups(self) -> list[dict[str, Any]]:
+        names = {id(p): n for n, p in self.named_parameters()}
+        groups: list[dict[str, Any]] = []
+        for group in self.param_groups():
+            # Frozen parameters stay in the optimizer (AdamW skips tensors without .grad), so an
+            # encoder unfrozen after N epochs trains on without rebuilding the optimizer.
+            params = list(group["params"])
+            decay = [p for p in params if not _is_no_decay(names.get(id(p), ""), p)]
+            no_decay = [p for p in params if _is_no_decay(names.get(id(p), ""), p)]
+            mult = float(group.get("lr_mult", 1.0))
+            for suffix, ps, wd in (("", decay, self.hparams.weight_decay), ("_no_decay", no_decay, 0.0)):
+                if ps:
+                    groups.append({"name": group["name"] + suffix, "params": ps, "weight_decay": wd,
+                                   "lr_mult": mult, "lr": self.lr * mult})
+        return groups
+
+    def configure_optimizers(self) -> Any:
+        groups = self._optimizer_groups()
+        if not any(p.requires_grad for g in groups for p in g["params"]):
+            raise RuntimeError(f"{type(self).__name__}: no trainable parameters (is every encoder frozen?)")
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        if self.hparams.scheduler == "none":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(self.hparams.warmup_ratio * total)
+        schedule = _SCHEDULES[self.hparams.scheduler]
+        kwargs = {} if self.hparams.scheduler == "constant" else {"num_training_steps": total}
+        scheduler = schedule(optimizer, num_warmup_steps=warmup, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

@@ -1,0 +1,88 @@
+"""GNNClassifier: the GraphEncoder network over tree-sitter code graphs, trained as a LightningModule."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch_geometric.data import Batch
+
+from ..nets.fusion_head import ClassifierHead
+from ..nets.graph_encoder import EncoderKind, GraphEncoder, Readout
+from .base import VulnerabilityClassifier
+
+
+def default_num_node_types() -> int:
+    from ..data.graphs import NODE_TYPES
+
+    return len(NODE_TYPES)
+
+
+class GNNClassifier(VulnerabilityClassifier):
+    """Devign-style GGNN by default; gcn / gat / gin and an edge-type-aware variant by option.
+
+    `token_buckets` and `num_edge_types` must match the GraphDataModule's settings (the CLI links them).
+    """
+
+    model_type = "gnn"
+
+    def __init__(
+        self,
+        hidden_dim: int = 128,
+        num_layers: int = 4,
+        encoder: EncoderKind = "ggnn",
+        readout: Readout = "attention",
+        dropout: float = 0.2,
+        edge_type_aware: bool = False,
+        num_node_types: int | None = None,
+        token_buckets: int = 50_000,
+        num_edge_types: int = 8,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_ratio: float = 0.05,
+        scheduler: Literal["linear", "cosine", "constant", "none"] = "cosine",
+        loss: Literal["ce", "focal"] = "focal",
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        focal_gamma: float = 1.5,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__(
+            lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, loss=loss,
+            class_weights=class_weights, label_smoothing=label_smoothing, focal_gamma=focal_gamma, threshold=threshold,
+        )
+        if num_node_types is None:
+            num_node_types = default_num_node_types()
+            self.hparams.num_node_types = num_node_types
+        self.encoder = GraphEncoder(
+            num_node_types=num_node_types, token_buckets=token_buckets, num_edge_types=num_edge_types,
+            hidden_dim=hidden_dim, num_layers=num_layers, encoder=encoder, readout=readout,
+            dropout=dropout, edge_type_aware=edge_type_aware,
+        )
+        self.head = ClassifierHead(self.encoder.out_dim, hidden_dim, dropout)
+
+    def setup(self, stage: str) -> None:
+        """Fail fast, by name, when the datamodule's graph settings do not fit this network."""
+        dm = getattr(self.trainer, "datamodule", None)
+        buckets, edge_types = getattr(dm, "token_buckets", None), getattr(dm, "num_edge_types", None)
+        if buckets is not None and buckets != self.hparams.token_buckets:
+            raise ValueError(f"data.token_buckets={buckets} but model.token_buckets={self.hparams.token_buckets}")
+        if edge_types is not None and edge_types > self.hparams.num_edge_types:
+            raise ValueError(f"the data has {edge_types} edge types but model.num_edge_types={self.hparams.num_edge_types}")
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.encoder(batch))
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "gnn", "params": list(self.encoder.parameters()), "lr_mult": 1.0},
+            {"name": "head", "params": list(self.head.parameters()), "lr_mult": 1.0},
+        ]
+
+    def batch_labels(self, batch: Batch) -> torch.Tensor:
+        return batch.y.view(-1)
+
+    def batch_index(self, batch: Batch) -> torch.Tensor:
+        return batch.idx.view(-1)
+
+    def batch_size_of(self, batch: Batch) -> int:
+        return int(batch.num_graphs)

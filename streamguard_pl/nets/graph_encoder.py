@@ -1,0 +1,115 @@
+"""GNN encoder over tree-sitter code graphs: node embedding -> message passing -> graph readout."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import (
+    AttentionalAggregation,
+    GATv2Conv,
+    GatedGraphConv,
+    GCNConv,
+    GINEConv,
+    GINConv,
+    RGCNConv,
+    global_add_pool,
+    global_max_pool,
+    global_mean_pool,
+)
+
+EncoderKind = Literal["ggnn", "gcn", "gat", "gin"]
+Readout = Literal["mean", "max", "sum", "attention", "mean_max"]
+
+
+class GraphEncoder(nn.Module):
+    """Embeds (node type, token bucket) pairs and runs a PyG encoder; `out_dim` is the pooled size.
+
+    `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
+    relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
+    """
+
+    def __init__(
+        self,
+        num_node_types: int,
+        token_buckets: int = 50_000,
+        num_edge_types: int = 8,
+        hidden_dim: int = 128,
+        num_layers: int = 4,
+        encoder: EncoderKind = "ggnn",
+        readout: Readout = "attention",
+        dropout: float = 0.2,
+        edge_type_aware: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder_kind = encoder
+        self.edge_type_aware = edge_type_aware
+        self.readout_kind = readout
+        self.type_embedding = nn.Embedding(num_node_types, hidden_dim)
+        self.token_embedding = nn.Embedding(token_buckets, hidden_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.layers = nn.ModuleList()
+        self.edge_embedding: nn.Embedding | None = None
+        if encoder == "ggnn":
+            if edge_type_aware:
+                self.layers.extend(RGCNConv(hidden_dim, hidden_dim, num_edge_types, aggr="add") for _ in range(num_layers))
+                self.gru = nn.GRUCell(hidden_dim, hidden_dim)
+            else:
+                self.layers.append(GatedGraphConv(hidden_dim, num_layers=num_layers, aggr="add"))
+        elif encoder == "gcn":
+            self.layers.extend(
+                (RGCNConv(hidden_dim, hidden_dim, num_edge_types) if edge_type_aware else GCNConv(hidden_dim, hidden_dim))
+                for _ in range(num_layers)
+            )
+        elif encoder in ("gat", "gin"):
+            if edge_type_aware:
+                self.edge_embedding = nn.Embedding(num_edge_types, hidden_dim)
+            for _ in range(num_layers):
+                if encoder == "gat":
+                    self.layers.append(
+                        GATv2Conv(hidden_dim, hidden_dim // 4, heads=4, edge_dim=hidden_dim if edge_type_aware else None)
+                    )
+                else:
+                    mlp = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim))
+                    self.layers.append(GINEConv(mlp, edge_dim=hidden_dim) if edge_type_aware else GINConv(mlp))
+        else:
+            raise ValueError(f"encoder must be one of ggnn, gcn, gat, gin; got {encoder!r}")
+        if readout == "attention":
+            gate = nn.Sequential(nn.Linear(hidden_dim, hidden_dim // 2), nn.Tanh(), nn.Linear(hidden_dim // 2, 1))
+            self.pool = AttentionalAggregation(gate)
+        elif readout not in ("mean", "max", "sum", "mean_max"):
+            raise ValueError(f"readout must be mean, max, sum, mean_max or attention; got {readout!r}")
+        self.out_dim = hidden_dim * (2 if readout == "mean_max" else 1)
+
+    def node_states(self, batch: Batch) -> torch.Tensor:
+        x = batch.x
+        h = self.type_embedding(x[:, 0]) + self.token_embedding(x[:, 1])
+        h = self.dropout(h)
+        edge_index, edge_type = batch.edge_index, batch.edge_type
+        if self.encoder_kind == "ggnn" and not self.edge_type_aware:
+            return self.norm(self.layers[0](h, edge_index))
+        for conv in self.layers:
+            if isinstance(conv, RGCNConv):
+                m = conv(h, edge_index, edge_type)
+                h_new = self.gru(m, h) if self.encoder_kind == "ggnn" else torch.relu(m) + h
+            elif self.edge_embedding is not None:
+                h_new = torch.relu(conv(h, edge_index, self.edge_embedding(edge_type))) + h
+            else:
+                h_new = torch.relu(conv(h, edge_index)) + h
+            h = self.dropout(h_new)
+        return self.norm(h)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = self.node_states(batch)
+        index, size = batch.batch, batch.num_graphs
+        if self.readout_kind == "attention":
+            return self.pool(h, index, dim_size=size)
+        if self.readout_kind == "mean":
+            return global_mean_pool(h, index, size)
+        if self.readout_kind == "max":
+            return global_max_pool(h, index, size)
+        if self.readout_kind == "sum":
+            return global_add_pool(h, index, size)
+        return torch.cat([global_mean_pool(h, index, size), global_max_pool(h, index, size)], dim=-1)

@@ -1,4 +1,5 @@
 """Training-safety callbacks: collapse detection, cached LR finder, run metadata, gradient statistics."""
 from .collapse import CollapseDetection
+from .lr_cache import CachedLRFinder
 
-__all__ = ["CollapseDetection"]
+__all__ = ["CachedLRFinder", "CollapseDetection"]

@@ -2,5 +2,6 @@
 from .collapse import CollapseDetection
 from .grad_stats import GradientStats
 from .lr_cache import CachedLRFinder
+from .metadata import MetadataExport
 
-__all__ = ["CachedLRFinder", "CollapseDetection", "GradientStats"]
+__all__ = ["CachedLRFinder", "CollapseDetection", "GradientStats", "MetadataExport"]

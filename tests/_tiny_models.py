@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+DEFAULT_LR = 5e-2
 BODY_MULT = 0.1
 HEAD_MULT = 1.0
 
@@ -26,7 +27,7 @@ class TinyClassifier(L.LightningModule):
         self,
         in_features: int = 8,
         hidden: int = 16,
-        lr: float = 1e-2,
+        lr: float = DEFAULT_LR,
         nan_from_step: int | None = None,
         inf_loss_at_steps: tuple[int, ...] = (),
         freeze: bool = False,
@@ -47,8 +48,8 @@ class TinyClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.body(x))
         if self.hparams.force_class is not None:
-            # Big enough that training cannot undo it in a few steps, small enough to keep gradients.
-            logits = logits + 10.0 * nn.functional.one_hot(torch.tensor(self.hparams.force_class), 2).to(logits)
+            # Far more than a few dozen steps can undo; gradients stay non-zero (misclassified rows).
+            logits = logits + 1000.0 * nn.functional.one_hot(torch.tensor(self.hparams.force_class), 2).to(logits)
         return logits
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
@@ -107,6 +108,7 @@ class TinyDataModule(L.LightningDataModule):
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(n_train + n_val, in_features, generator=gen)
         y = (x[:, 0] > 0).long()
+        x[:, 0] += 2.0 * (2 * y - 1)  # a margin, so a few steps of training separate the classes
         self.train_x, self.train_y = x[:n_train], y[:n_train]
         self.val_x, self.val_y = x[n_train:], y[n_train:]
 

@@ -27,13 +27,15 @@ def _kinds(report: dict, kind: str) -> list[dict]:
     return [e for e in report["events"] if e["kind"] == kind]
 
 
-def test_healthy_run_writes_a_clean_report(tmp_path: Path) -> None:
-    cb = CollapseDetection(warmup_epochs=0)
-    trainer = make_trainer(tmp_path, [cb], max_epochs=2)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_run_writes_a_clean_report(tmp_path: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    cb = CollapseDetection(warmup_epochs=1, window_size=8)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=3)
     trainer.fit(TinyClassifier(), TinyDataModule())
     report = _report(tmp_path)
-    assert trainer.global_step == 2 * STEPS_PER_EPOCH
-    assert report["collapsed"] is False and report["events"] == [] and report["total_steps"] == 16
+    assert trainer.global_step == 3 * STEPS_PER_EPOCH
+    assert report["collapsed"] is False and report["events"] == [] and report["total_steps"] == 24
     assert not cb.collapsed
 
 

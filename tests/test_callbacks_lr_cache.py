@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _tiny_models import BODY_MULT, HEAD_MULT, TinyClassifier, TinyDataModule, make_trainer
+from _tiny_models import BODY_MULT, DEFAULT_LR, HEAD_MULT, TinyClassifier, TinyDataModule, make_trainer
 from lightning.pytorch.callbacks import LearningRateFinder
 
 from streamguard_pl.callbacks import CachedLRFinder
@@ -53,7 +53,7 @@ def test_miss_runs_sweep_and_reapplies_group_multipliers(tmp_path: Path) -> None
     finder, model, trainer = _fit(tmp_path, cache)
     assert finder.cache_hit is False and CountingFinder.sweeps == 1
     lr = finder.suggested_lr
-    assert lr is not None and lr != 1e-2
+    assert lr is not None and lr != DEFAULT_LR
     assert model.lr == lr and model.hparams.lr == lr
     assert _group_lrs(trainer) == pytest.approx({"body": lr * BODY_MULT, "head": lr * HEAD_MULT})
     assert model.train_steps_run == SWEEP + REAL_STEPS
@@ -141,8 +141,8 @@ def test_failed_suggestion_is_not_cached(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="no LR suggestion"):
         finder, model, trainer = _fit(tmp_path, cache, sweep=5)
     assert finder.suggested_lr is None and not cache.exists()
-    assert model.lr == 1e-2
-    assert _group_lrs(trainer) == pytest.approx({"body": 1e-2 * BODY_MULT, "head": 1e-2 * HEAD_MULT})
+    assert model.lr == DEFAULT_LR
+    assert _group_lrs(trainer) == pytest.approx({"body": DEFAULT_LR * BODY_MULT, "head": DEFAULT_LR * HEAD_MULT})
 
 
 _WRITER = """

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from _tiny_models import TinyClassifier, TinyDataModule, make_trainer
+from _tiny_models import DEFAULT_LR, TinyClassifier, TinyDataModule, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from streamguard_pl.callbacks import CollapseDetection, MetadataExport
@@ -48,9 +48,9 @@ def test_completed_run_records_everything(tmp_path: Path, monkeypatch: pytest.Mo
     assert [s["status"] for s in probe.seen] == ["running", "running"]
     assert [len(s["epochs"]) for s in probe.seen] == [0, 1]  # epoch 0 on disk before epoch 1 starts
     assert meta["seed"] == 123
-    assert meta["config"]["model"]["init_args"]["lr"] == 1e-2
+    assert meta["config"]["model"]["init_args"]["lr"] == DEFAULT_LR
     assert meta["config"]["data"]["init_args"]["batch_size"] == 8
-    assert meta["hyperparameters"]["lr"] == 1e-2
+    assert meta["hyperparameters"]["lr"] == DEFAULT_LR
     assert meta["versions"]["torch"] == torch.__version__ and meta["versions"]["lightning"] == L.__version__
     assert meta["hardware"]["precision"] == "32-true" and meta["hardware"]["num_devices"] == 1
     assert meta["hardware"]["accelerator"] == "CPUAccelerator"

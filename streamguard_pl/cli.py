@@ -1,0 +1,95 @@
+"""`streamguard` command line: LightningCLI for fit/validate/test, plus data, predict, study, report, demo."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI
+
+from .data.datamodules import CodeDataModule
+from .models.base import VulnerabilityClassifier
+from .trainer import StreamGuardTrainer
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+USAGE = """usage: streamguard <command> [options]
+
+commands:
+  fit | validate | test   LightningCLI: --config configs/<model>.yaml (see --help of each)
+  predict                 score C/C++ files, folders or JSON Lines with a checkpoint
+  study                   several models x seeds -> outputs/production_summary.json + report + plots
+  report                  rebuild the study report from an outputs folder
+  data synth              write the embedded synthetic corpus (train/valid/test JSON Lines)
+  demo                    the README's main job: a demo-size study on the embedded corpus
+"""
+
+
+class StreamGuardCLI(LightningCLI):
+    """Subclass mode for models and datamodules (any VulnerabilityClassifier / CodeDataModule)."""
+
+    def before_fit(self) -> None:
+        self.share_config(self.subcommand)
+
+    def before_validate(self) -> None:
+        self.share_config(self.subcommand)
+
+    def before_test(self) -> None:
+        self.share_config(self.subcommand)
+
+    def share_config(self, subcommand: str | None) -> None:
+        """Hand the resolved config to the callbacks that record it (MetadataExport)."""
+        cfg = self.config.get(subcommand) if subcommand and subcommand in self.config else self.config
+        resolved: dict[str, Any] = cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg)
+        resolved["hardware_choices"] = getattr(self.trainer, "hardware_choices", {})
+        for cb in self.trainer.callbacks:
+            if hasattr(cb, "config") and getattr(cb, "config", None) is None:
+                cb.config = resolved
+
+
+def build_cli(args: list[str], run: bool = False) -> StreamGuardCLI:
+    """LightningCLI over every VulnerabilityClassifier / CodeDataModule subclass (torchgeo style).
+
+    `run=False` instantiates model, datamodule and trainer from `args` for Python callers (study).
+    """
+    return StreamGuardCLI(
+        VulnerabilityClassifier,
+        CodeDataModule,
+        trainer_class=StreamGuardTrainer,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        build_cli([command, *rest], run=True)
+        return 0
+    if command == "data":
+        if not rest or rest[0] != "synth":
+            print("usage: streamguard data synth --n 4000 --out DIR [--seed 0]", file=sys.stderr)
+            return 2
+        from .data.synthetic import main as synth_main
+
+        return synth_main(rest[1:])
+    if command == "predict":
+        from .predict import main as predict_main
+
+        return predict_main(rest)
+    if command in ("study", "report", "demo"):
+        from . import study
+
+        return {"study": study.main, "report": study.report_main, "demo": study.demo_main}[command](rest)
+    print(f"streamguard: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,448 @@
+"""The CodeDataModule family: one way to find, validate and split records; three ways to batch them.
+
+CodeDataModule reads JSON Lines (or, with no `data_dir`, generates the embedded synthetic corpus),
+validates and de-duplicates records, and splits them (given files, grouped/stratified fractions,
+or k-fold). TokenDataModule, GraphDataModule and FusionDataModule only add features and batching.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch_geometric.loader import DataLoader as GraphLoader
+
+from ..jsonsafe import atomic_write_json
+from ..locations import default_cache_dir, devign_dir, juliet_dir
+from . import synthetic
+from .features import FusionCollator, FusionDataset, GraphFeatures, GraphListDataset, TokenFeatures, placeholder_graph
+from .graphs import EDGE_TYPES, GraphConfig
+from .records import (
+    CodeRecord,
+    ReadReport,
+    kfold_records,
+    label_counts,
+    normalize_code,
+    read_records,
+    records_fingerprint,
+    split_records,
+)
+from .tokens import LengthBucketBatchSampler
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+#: `data_dir: juliet` / `data_dir: devign` read the shared copies in place (locations.py says where).
+NAMED_DATASETS = {"juliet": juliet_dir, "devign": devign_dir}
+
+
+def _synthetic_version() -> str:
+    """Generated corpora are cached by the generator's own source, so a changed generator regenerates."""
+    return hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:12]
+
+
+class CodeDataModule(L.LightningDataModule):
+    """Records and splits shared by every model.
+
+    Args:
+        data_dir: folder of JSON Lines ($VARS expanded); "juliet" / "devign" name the shared data sets
+            (STREAMGUARD_JULIET_DIR / STREAMGUARD_DEVIGN_DIR); None generates the embedded synthetic corpus.
+        train_files / val_files / test_files: glob patterns inside `data_dir`. A split whose pattern is
+            None or matches nothing is carved out of train by `split` (grouped by `group_field`).
+        num_folds / fold: stratified (grouped) k-fold over train+val instead of the fixed validation split.
+        max_records: cap per split (seeded, label-stratified sample) for quick runs.
+        balanced_sampler: class-balanced WeightedRandomSampler for training.
+        on_error: "raise" on the first bad record, or "skip" it (counted in `data_summary()`).
+    """
+
+    model_type = "base"
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        train_files: str = "train*.jsonl",
+        val_files: str | None = "valid*.jsonl",
+        test_files: str | None = "test*.jsonl",
+        split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        group_field: str | None = None,
+        num_folds: int | None = None,
+        fold: int = 0,
+        seed: int = 42,
+        synthetic_size: int = 2000,
+        synthetic_seed: int = 0,
+        max_records: int | None = None,
+        batch_size: int | str = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        balanced_sampler: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
+        dedupe: bool = True,
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if isinstance(batch_size, str):
+            from ..hardware import resolve_batch_size
+
+            batch_size = resolve_batch_size(batch_size, self.model_type)
+            rank_zero_info(f"batch_size: auto -> {batch_size} for {self.model_type}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or self.batch_size)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.records: dict[str, list[CodeRecord]] = {}
+        self.reports: dict[str, ReadReport] = {}
+        self.cross_split_duplicates = 0
+        self.datasets: dict[str, Dataset] = {}
+        self._predict_records: list[CodeRecord] | None = None
+
+    # ---- records --------------------------------------------------------------------------
+    @property
+    def source_dir(self) -> Path:
+        if self.hparams.data_dir is not None:
+            path = Path(os.path.expandvars(self.hparams.data_dir)).expanduser()
+            if not path.exists() and str(self.hparams.data_dir) in NAMED_DATASETS:
+                return NAMED_DATASETS[str(self.hparams.data_dir)]()
+            return path
+        n, seed = self.hparams.synthetic_size, self.hparams.synthetic_seed
+        return self.cache_dir / "synthetic" / f"n{n}-seed{seed}-{_synthetic_version()}"
+
+    def prepare_data(self) -> None:
+        """Generate the embedded corpus once (rank zero only); real data is read in place."""
+        if self.hparams.data_dir is None and not (self.source_dir / "train.jsonl").exists():
+            synthetic.write_synthetic_corpus(self.source_dir, self.hparams.synthetic_size, self.hparams.synthetic_seed)
+
+    def _files(self, pattern: str | None) -> list[str]:
+        if pattern is None:
+            return []
+        return sorted(glob.glob(str(self.source_dir / pattern)))
+
+    def load_records(self) -> dict[str, list[CodeRecord]]:
+        """Read, validate, de-duplicate and split; idempotent."""
+        if self.records:
+            return self.records
+        if self.hparams.data_dir is None:
+            self.prepare_data()
+        hp = self.hparams
+        train_files = self._files(hp.train_files)
+        if not train_files:
+            raise FileNotFoundError(f"no training files match {self.source_dir / hp.train_files}")
+        found: dict[str, list[CodeRecord]] = {}
+        for name, pattern in (("train", hp.train_files), ("val", hp.val_files), ("test", hp.test_files)):
+            files = self._files(pattern)
+            if files:
+                found[name], self.reports[name] = read_records(files, on_error=hp.on_error, dedupe=hp.dedupe)
+                rank_zero_info(f"[data] {name}: {self.reports[name].summary()}")
+        found = self._drop_cross_split_duplicates(found)
+        found = self._carve_missing_splits(found)
+        if hp.num_folds:
+            pool = found["train"] + found.get("val", [])
+            folds = kfold_records(pool, k=hp.num_folds, group_field=hp.group_field, seed=hp.seed)
+            found["train"], found["val"] = folds[hp.fold]
+        if hp.max_records:
+            found = {k: self._cap(v, hp.max_records) for k, v in found.items()}
+        self.records = found
+        return found
+
+    def _drop_cross_split_duplicates(self, found: dict[str, list[CodeRecord]]) -> dict[str, list[CodeRecord]]:
+        """A function in train must not be scored again in val/test (counted, not silent)."""
+        if not self.hparams.dedupe or "train" not in found:
+            return found
+        seen = {normalize_code(r.func) for r in found["train"]}
+        for name in ("val", "test"):
+            if name in found:
+                kept = [r for r in found[name] if normalize_code(r.func) not in seen]
+                dropped = len(found[name]) - len(kept)
+                if dropped:
+                    rank_zero_warn(f"[data] dropped {dropped} {name} records whose text also appears in train")
+                self.cross_split_duplicates += dropped
+                found[name] = kept
+                seen.update(normalize_code(r.func) for r in kept)
+        return found
+
+    def _carve_missing_splits(self, found: dict[str, list[CodeRecord]]) -> dict[str, list[CodeRecord]]:
+        missing = [s for s in ("val", "test") if s not in found]
+        if not missing:
+            return found
+        fr = dict(zip(SPLITS, self.hparams.split))
+        fractions = (fr["train"] + sum(fr[s] for s in ("val", "test") if s not in missing),
+                     fr["val"] if "val" in missing else 0.0, fr["test"] if "test" in missing else 0.0)
+        parts = split_records(found["train"], fractions, group_field=self.hparams.group_field, seed=self.hparams.seed)
+        found["train"] = parts["train"]
+        for s in missing:
+            found[s] = parts[s]
+        rank_zero_info(f"[data] carved {', '.join(missing)} out of train (fractions {self.hparams.split})")
+        return found
+
+    def _cap(self, records: list[CodeRecord], n: int) -> list[CodeRecord]:
+        if len(records) <= n:
+            return records
+        rng = random.Random(self.hparams.seed)
+        by_label: dict[int, list[CodeRecord]] = {}
+        for r in records:
+            by_label.setdefault(r.target, []).append(r)
+        out: list[CodeRecord] = []
+        for label, group in sorted(by_label.items()):
+            out.extend(rng.sample(group, max(1, round(n * len(group) / len(records)))))
+        rng.shuffle(out)
+        return out[:n]
+
+    def data_summary(self) -> dict[str, Any]:
+        """What MetadataExport and the CLI record about the data of a run."""
+        recs = self.load_records()
+        everything = [r for s in SPLITS for r in recs.get(s, [])]
+        return {
+            "source": "synthetic" if self.hparams.data_dir is None else str(self.source_dir),
+            "fingerprint": records_fingerprint(everything),
+            "split_sizes": {s: len(recs.get(s, [])) for s in SPLITS},
+            "label_counts": {s: label_counts(recs.get(s, [])) for s in SPLITS},
+            "read_reports": {k: v.to_dict() for k, v in self.reports.items()},
+            "cross_split_duplicates": self.cross_split_duplicates,
+        }
+
+    def set_predict_records(self, records: Sequence[CodeRecord]) -> None:
+        """Records to score with `trainer.predict` (e.g. functions split out of C files)."""
+        self._predict_records = list(records)
+        self.datasets.pop("predict", None)
+
+    # ---- features and loaders ----------------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        if self.hparams.output_dir:
+            return Path(self.hparams.output_dir)
+        if self.trainer is not None:
+            return Path(self.trainer.default_root_dir)
+        return self.cache_dir / "run"
+
+    def fit_features(self, train_records: list[CodeRecord]) -> None:
+        """Fit split-dependent feature state (the tokenizer) on train only."""
+
+    def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def after_build(self) -> None:
+        """Hook after datasets exist (graph statistics)."""
+
+    def features_ready(self) -> bool:
+        """Whether split-dependent feature state exists (predict then needs no training records)."""
+        return True
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            if self._predict_records is None:
+                raise RuntimeError("call set_predict_records(records) before trainer.predict")
+            if not self.features_ready():
+                self.fit_features(self.load_records()["train"])
+            self.datasets["predict"] = self.build_dataset(self._predict_records, "predict")
+            return
+        recs = self.load_records()
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
+        self.fit_features(recs["train"])
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(recs.get(split, []), split)
+        self.after_build()
+
+    def _balanced_sampler(self, labels: Sequence[int]) -> WeightedRandomSampler:
+        counts = torch.bincount(torch.tensor(list(labels), dtype=torch.long), minlength=2).clamp(min=1).float()
+        weights = (1.0 / counts)[torch.tensor(list(labels), dtype=torch.long)]
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        return WeightedRandomSampler(weights.double(), num_samples=len(labels), replacement=True, generator=generator)
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.hparams.num_workers
+        return {"num_workers": workers, "persistent_workers": workers > 0}
+
+    def make_loader(self, split: str, train: bool) -> DataLoader:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self.make_loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.make_loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.make_loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.make_loader("predict", train=False)
+
+
+class GraphDataModule(CodeDataModule):
+    """Tree-sitter graphs batched by PyG; writes `graph_statistics.json` into the run folder.
+
+    `token_buckets` and the edge settings must match the GNN's (`num_edge_types` >= `len(edge_types)`,
+    doubled with `reverse_edges`); the model checks this at setup.
+    """
+
+    model_type = "gnn"
+
+    def __init__(
+        self,
+
+        edge_types: list[str] = list(EDGE_TYPES),
+        reverse_edges: bool = False,
+        max_nodes: int | None = 1000,
+        token_buckets: int = 50_000,
+        lang: Literal["auto", "c", "cpp"] = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.graph_config = GraphConfig(
+            edge_types=tuple(edge_types), reverse_edges=reverse_edges, max_nodes=max_nodes,
+            token_buckets=token_buckets, lang=lang,
+        )
+        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
+
+    @property
+    def token_buckets(self) -> int:
+        return self.graph_config.token_buckets
+
+    @property
+    def num_edge_types(self) -> int:
+        return self.graph_config.num_edge_types
+
+    def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
+        return GraphListDataset(self.graph_features.build(records, split))
+
+    def after_build(self) -> None:
+        write_graph_statistics(self, self.graph_features)
+
+    def make_loader(self, split: str, train: bool) -> GraphLoader:
+        ds = self.datasets[split]
+        bs = self.batch_size if train else self.eval_batch_size
+        if train and self.hparams.balanced_sampler:
+            return GraphLoader(ds, batch_size=bs, sampler=self._balanced_sampler(ds.labels), **self._loader_kwargs())
+        return GraphLoader(ds, batch_size=bs, shuffle=train, **self._loader_kwargs())
+
+
+@rank_zero_only
+def write_graph_statistics(dm: CodeDataModule, features: GraphFeatures) -> None:
+    stats = features.statistics()
+    if stats:
+        atomic_write_json(dm.output_dir / "graph_statistics.json", stats)
+
+
+class TokenDataModule(CodeDataModule):
+    """Token ids with dynamic padding and length-bucketed batches (also under the balanced sampler).
+
+    `tokenizer_name_or_path` loads a hub/local tokenizer; None trains a byte-level BPE of
+    `vocab_size` on the train split and saves it in `<run>/tokenizer` for test and predict.
+    `fixed_padding` pads every batch to `max_length` (the CodeXGLUE script's way; for benchmarks).
+    """
+
+    model_type = "transformer"
+
+    def __init__(
+        self,
+
+        tokenizer_name_or_path: str | None = None,
+        vocab_size: int = 8000,
+        max_length: int = 512,
+        truncation: Literal["head", "head_tail"] = "head",
+        bucketing: bool = True,
+        pad_to_multiple_of: int | None = 8,
+        fixed_padding: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.token_features = TokenFeatures(tokenizer_name_or_path, vocab_size, max_length, truncation, self.cache_dir / "tokens")
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.token_features.tokenizer
+
+    def features_ready(self) -> bool:
+        return self.token_features.tokenizer is not None
+
+    def fit_features(self, train_records: list[CodeRecord]) -> None:
+        if self.token_features.tokenizer is None:
+            self.token_features.fit_tokenizer(train_records, self.output_dir / "tokenizer")
+
+    def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
+        return self.token_features.build(records, split)
+
+    def _collate(self) -> Any:
+        return self.token_features.collator(self.hparams.pad_to_multiple_of, self.hparams.fixed_padding)
+
+    def make_loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.datasets[split]
+        return token_loader(self, ds, train, self._collate())
+
+
+def token_loader(dm: CodeDataModule, ds: Any, train: bool, collate: Any) -> DataLoader:
+    """Bucketed (or plain) batches over a dataset that exposes `lengths` and `labels`."""
+    bs = dm.batch_size if train else dm.eval_batch_size
+    sampler = dm._balanced_sampler(ds.labels) if train and dm.hparams.balanced_sampler else None
+    if dm.hparams.bucketing:
+        batches = LengthBucketBatchSampler(ds.lengths, bs, shuffle=train, seed=dm.hparams.seed, sampler=sampler)
+        return DataLoader(ds, batch_sampler=batches, collate_fn=collate, **dm._loader_kwargs())
+    return DataLoader(ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler, collate_fn=collate,
+                      **dm._loader_kwargs())
+
+
+class FusionDataModule(TokenDataModule):
+    """Tokens and graph of the same record in every batch, reusing both caches.
+
+    `missing_graph`: what to do with a record whose graph could not be built (with `on_error: skip`):
+    "drop" it from the split, or give it a one-node "placeholder" graph. Either is counted.
+    """
+
+    model_type = "fusion"
+
+    def __init__(
+        self,
+
+        edge_types: list[str] = list(EDGE_TYPES),
+        reverse_edges: bool = False,
+        max_nodes: int | None = 1000,
+        token_buckets: int = 50_000,
+        lang: Literal["auto", "c", "cpp"] = "auto",
+        missing_graph: Literal["drop", "placeholder"] = "drop",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.graph_config = GraphConfig(
+            edge_types=tuple(edge_types), reverse_edges=reverse_edges, max_nodes=max_nodes,
+            token_buckets=token_buckets, lang=lang,
+        )
+        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
+        self.missing_graphs: dict[str, int] = {}
+
+    token_buckets = GraphDataModule.token_buckets
+    num_edge_types = GraphDataModule.num_edge_types
+
+    def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
+        tokens = self.token_features.build(records, split)
+        by_index = {int(g.idx): g for g in self.graph_features.build(records, split)}
+        positions = []
+        for pos, rec in enumerate(records):
+            if pos not in by_index and self.hparams.missing_graph == "placeholder":
+                by_index[pos] = placeholder_graph(rec.target, pos)
+            if pos in by_index:
+                positions.append(pos)
+        self.missing_graphs[split] = len(records) - len(self.graph_features.graphs[split])
+        if self.missing_graphs[split]:
+            rank_zero_warn(
+                f"[data] {split}: {self.missing_graphs[split]} records have no graph "
+                f"(missing_graph={self.hparams.missing_graph})"
+            )
+        return FusionDataset(tokens, by_index, positions)
+
+    def after_build(self) -> None:
+        write_graph_statistics(self, self.graph_features)
+
+    def data_summary(self) -> dict[str, Any]:
+        return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs),
+                "missing_graph_policy": self.hparams.missing_graph}
+
+    def make_loader(self, split: str, train: bool) -> DataLoader:
+        return token_loader(self, self.datasets[split], train, FusionCollator(self._collate()))

@@ -1,0 +1,148 @@
+"""Per-split feature builders shared by the datamodules: tokens, graphs, or both joined by record id.
+
+Each builder turns a list of CodeRecord into a torch Dataset and knows how to batch it; the
+datamodules only decide which builder(s) to use, so the fusion datamodule reuses the same caches
+and code as the token and graph ones instead of repeating them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch, Data
+
+from .graphs import GraphBuilder, GraphBuildStats, GraphConfig, build_graphs, graph_statistics
+from .records import CodeRecord
+from .tokens import PadCollator, TokenDataset, encode_records_cached, get_tokenizer
+
+
+class GraphListDataset(Dataset):
+    """A list of PyG graphs; `idx` on each graph is the record's position in its split."""
+
+    def __init__(self, graphs: list[Data]) -> None:
+        self.graphs = graphs
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, i: int) -> Data:
+        return self.graphs[i]
+
+    @property
+    def labels(self) -> list[int]:
+        return [int(g.y.view(-1)[0]) for g in self.graphs]
+
+
+@dataclass
+class GraphFeatures:
+    """Builds (and caches) tree-sitter graphs for a split and keeps the build statistics."""
+
+    config: GraphConfig
+    cache_dir: Path | None
+    on_error: Literal["raise", "skip"] = "raise"
+    stats: dict[str, GraphBuildStats] = field(default_factory=dict)
+    graphs: dict[str, list[Data]] = field(default_factory=dict)
+
+    def build(self, records: Sequence[CodeRecord], split: str) -> list[Data]:
+        cache = self.cache_dir if split != "predict" else None
+        graphs, stats = build_graphs(records, GraphBuilder(self.config), self.on_error, cache, split)
+        position = {r.id: i for i, r in enumerate(records)}
+        for g in graphs:
+            g.idx = torch.tensor([position[g.rid]], dtype=torch.long)
+        self.stats[split] = stats
+        self.graphs[split] = graphs
+        return graphs
+
+    def statistics(self) -> dict[str, Any]:
+        return graph_statistics({k: v for k, v in self.graphs.items() if k != "predict"},
+                                {k: v for k, v in self.stats.items() if k != "predict"})
+
+
+@dataclass
+class TokenFeatures:
+    """Owns the tokenizer (pretrained, or BPE trained on the train split) and cached encodings."""
+
+    tokenizer_name_or_path: str | None
+    vocab_size: int
+    max_length: int
+    truncation: Literal["head", "head_tail"]
+    cache_dir: Path | None
+    tokenizer: Any = None
+
+    def fit_tokenizer(self, train_records: Sequence[CodeRecord], save_dir: Path) -> Any:
+        texts = None if self.tokenizer_name_or_path else [r.func for r in train_records]
+        self.tokenizer = get_tokenizer(self.tokenizer_name_or_path, texts, save_dir, self.vocab_size)
+        return self.tokenizer
+
+    def build(self, records: Sequence[CodeRecord], split: str) -> TokenDataset:
+        if self.tokenizer is None:
+            raise RuntimeError("tokenizer not fitted: call fit_tokenizer on the train split first")
+        cache = self.cache_dir if split != "predict" else None
+        ids = encode_records_cached(self.tokenizer, records, self.max_length, self.truncation, cache, split)
+        return TokenDataset(ids, [r.target for r in records], [r.id for r in records])
+
+    def collator(self, pad_to_multiple_of: int | None, fixed_padding: bool) -> PadCollator:
+        fixed = self.max_length if fixed_padding else None
+        return PadCollator(self.tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of, fixed_length=fixed)
+
+
+class FusionDataset(Dataset):
+    """Token items with the graph of the same record attached (joined by record id)."""
+
+    def __init__(self, tokens: TokenDataset, graphs_by_index: dict[int, Data], positions: list[int]) -> None:
+        self.tokens = tokens
+        self.graphs_by_index = graphs_by_index
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        pos = self.positions[i]
+        item = dict(self.tokens[pos])
+        item["graph"] = self.graphs_by_index[pos]
+        return item
+
+    @property
+    def lengths(self) -> list[int]:
+        lengths = self.tokens.lengths
+        return [lengths[p] for p in self.positions]
+
+    @property
+    def labels(self) -> list[int]:
+        return [int(self.tokens[p]["label"]) for p in self.positions]
+
+
+def placeholder_graph(label: int, index: int) -> Data:
+    """One `<unk>` node, no edges: what `missing_graph: placeholder` substitutes for an unparsable record."""
+    from .graphs import NODE_TYPES
+
+    unk = NODE_TYPES.index("<unk>") if "<unk>" in NODE_TYPES else 0
+    return Data(
+        x=torch.tensor([[unk, 1]], dtype=torch.long),
+        edge_index=torch.zeros((2, 0), dtype=torch.long),
+        edge_type=torch.zeros((0,), dtype=torch.long),
+        y=torch.tensor([label], dtype=torch.long),
+        idx=torch.tensor([index], dtype=torch.long),
+        num_nodes=1,
+    )
+
+
+class FusionCollator:
+    """Pads the token part and batches the graph part of the same records, in the same order."""
+
+    def __init__(self, pad: PadCollator) -> None:
+        self.pad = pad
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        graphs = [it.pop("graph") for it in items]
+        tokens = self.pad(items)
+        return {
+            "tokens": {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]},
+            "graph": Batch.from_data_list(graphs),
+            "labels": tokens["labels"],
+            "index": tokens["index"],
+        }

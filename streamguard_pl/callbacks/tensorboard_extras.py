@@ -1,0 +1,67 @@
+"""TensorBoard views Lightning does not log by itself: PR curve, confusion matrix, hparams + results."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torchmetrics.classification import BinaryConfusionMatrix
+
+FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accuracy", "test/auroc")
+
+
+class TensorBoardExtras(Callback):
+    """Each validation epoch: `val/pr_curve` and a `val/confusion_matrix` image; at the end, hparams
+    together with the final metrics so runs compare side by side in TensorBoard's HPARAMS tab."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self._probs: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    @staticmethod
+    def _tb(trainer: L.Trainer) -> Any:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                return logger.experiment
+        return None
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._probs, self._labels = [], []
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(outputs, dict) and "probs" in outputs:
+            self._probs.append(outputs["probs"].detach().float().cpu())
+            self._labels.append(outputs["labels"].detach().cpu())
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tb = self._tb(trainer)
+        if tb is None or not self._probs or trainer.sanity_checking:
+            return
+        probs, labels = torch.cat(self._probs), torch.cat(self._labels)
+        step = trainer.global_step
+        tb.add_pr_curve("val/pr_curve", labels, probs, global_step=step)
+        cm = BinaryConfusionMatrix(threshold=self.threshold)
+        cm.update(probs, labels)
+        fig, _ = cm.plot(labels=["benign", "vulnerable"])
+        tb.add_figure("val/confusion_matrix", fig, global_step=step, close=True)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_hparams(trainer, pl_module)
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_hparams(trainer, pl_module)
+
+    def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_METRICS}
+                if metrics:
+                    logger.log_hyperparams(pl_module.hparams, metrics)

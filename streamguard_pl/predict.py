@@ -1,0 +1,188 @@
+"""`streamguard predict`: score the functions of C/C++ files, folders or JSON Lines with a checkpoint.
+
+C/C++ files are split into functions with tree-sitter; the run's own config (config.yaml next to
+the checkpoint's run folder) rebuilds the same features (graph settings, the saved tokenizer).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import tree_sitter as ts
+import tree_sitter_c
+import tree_sitter_cpp
+
+from .data.records import CodeRecord, read_records
+
+C_SUFFIXES = {".c", ".h"}
+CPP_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++"}
+# Containers whose children may hold function definitions (C++ namespaces, classes, templates, extern "C").
+_CONTAINERS = {"translation_unit", "namespace_definition", "declaration_list", "class_specifier",
+               "struct_specifier", "field_declaration_list", "template_declaration", "linkage_specification",
+               "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif"}
+_PARSERS: dict[str, ts.Parser] = {}
+
+
+def _parser(lang: str) -> ts.Parser:
+    if lang not in _PARSERS:
+        grammar = tree_sitter_cpp.language() if lang == "cpp" else tree_sitter_c.language()
+        _PARSERS[lang] = ts.Parser(ts.Language(grammar))
+    return _PARSERS[lang]
+
+
+@dataclass(frozen=True)
+class FunctionSpan:
+    name: str
+    start_line: int  # 1-based
+    end_line: int
+    text: str
+
+
+def _function_name(node: ts.Node) -> str:
+    declarator = node.child_by_field_name("declarator")
+    while declarator is not None:
+        if declarator.type in ("identifier", "field_identifier", "qualified_identifier", "destructor_name",
+                               "operator_name", "template_function"):
+            return declarator.text.decode("utf-8", "replace")
+        declarator = declarator.child_by_field_name("declarator")
+    return "<anonymous>"
+
+
+def split_functions(source: str, lang: str = "c") -> list[FunctionSpan]:
+    """Every function definition at file, namespace or class scope, in source order."""
+    data = source.encode("utf-8")
+    tree = _parser(lang).parse(data)
+    spans: list[FunctionSpan] = []
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        for child in reversed(node.children):
+            if child.type == "function_definition":
+                spans.append(FunctionSpan(_function_name(child), child.start_point[0] + 1, child.end_point[0] + 1,
+                                          data[child.start_byte:child.end_byte].decode("utf-8", "replace")))
+            elif child.type in _CONTAINERS or child.type == "ERROR":
+                stack.append(child)
+    return sorted(spans, key=lambda s: s.start_line)
+
+
+def _lang_of(path: Path) -> str:
+    return "cpp" if path.suffix.lower() in CPP_SUFFIXES else "c"
+
+
+def iter_source_files(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in C_SUFFIXES | CPP_SUFFIXES and p.is_file())
+    else:
+        yield path
+
+
+def records_from_input(path: Path) -> list[CodeRecord]:
+    """Functions of a C/C++ file or folder, or the records of a JSON Lines file."""
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.suffix == ".jsonl":
+        return read_records([path], on_error="raise", dedupe=False, drop_conflicts=False)[0]
+    records = []
+    for file in iter_source_files(path):
+        lang = _lang_of(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{file}: not UTF-8 ({err})") from err
+        for fn in split_functions(text, lang):
+            records.append(CodeRecord(
+                id=f"{file}:{fn.start_line}:{fn.name}", func=fn.text, target=0, lang=lang,
+                meta={"file": str(file), "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line},
+                source=f"{file}:{fn.start_line}",
+            ))
+    return records
+
+
+def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
+    """Model from the checkpoint and datamodule from the run's config (same features as in training)."""
+    from .cli import build_cli
+    from .data.tokens import load_tokenizer
+
+    run_dir = ckpt.resolve().parent.parent
+    config = config or run_dir / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"no run config at {config}: pass --config with the YAML the checkpoint was trained with")
+    cli = build_cli(["--config", str(config), "--trainer.logger", "false", "--trainer.callbacks", "[]",
+                     "--trainer.default_root_dir", str(run_dir)])
+    model = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    dm = cli.datamodule
+    saved_tokenizer = run_dir / "tokenizer"
+    features = getattr(dm, "token_features", None)
+    if features is not None and features.tokenizer_name_or_path is None and saved_tokenizer.is_dir():
+        features.tokenizer = load_tokenizer(str(saved_tokenizer))
+    return model, dm
+
+
+def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None,
+            config: Path | None = None) -> list[dict[str, Any]]:
+    import lightning as L
+
+    model, dm = load_run(ckpt, config)
+    records = [r for path in inputs for r in records_from_input(path)]
+    if not records:
+        return []
+    dm.set_predict_records(records)
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    batches = trainer.predict(model, datamodule=dm)
+    threshold = model.hparams.threshold if threshold is None else threshold
+    rows = []
+    for batch in batches:
+        for idx, prob in zip(batch["index"].tolist(), batch["probs"].tolist()):
+            rec = records[idx]
+            rows.append({
+                "file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
+                "start_line": rec.get("start_line", None), "probability": round(float(prob), 6),
+                "label": int(prob >= threshold), "id": rec.id,
+            })
+    scored = {r["id"] for r in rows}
+    for rec in records:  # never silently lose a function: unscorable ones are listed with no probability
+        if rec.id not in scored:
+            rows.append({"file": rec.get("file"), "function": rec.get("function", rec.id),
+                         "start_line": rec.get("start_line"), "probability": None, "label": None, "id": rec.id,
+                         "error": "no features could be built (see warnings)"})
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path | None, fmt: str) -> None:
+    fields = ["file", "function", "start_line", "probability", "label", "id"]
+    handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        if fmt == "csv":
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+    finally:
+        if out:
+            handle.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="streamguard predict", description=__doc__)
+    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--input", type=Path, nargs="+", required=True, help="C/C++ file(s), folder(s) or .jsonl")
+    p.add_argument("--output", type=Path, default=None, help=".jsonl or .csv (default: JSON Lines to stdout)")
+    p.add_argument("--format", choices=["jsonl", "csv"], default=None)
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--config", type=Path, default=None, help="run config (default: <run>/config.yaml)")
+    args = p.parse_args(argv)
+    fmt = args.format or ("csv" if args.output and args.output.suffix == ".csv" else "jsonl")
+    rows = predict(args.ckpt, args.input, args.threshold, args.config)
+    write_rows(rows, args.output, fmt)
+    if args.output:
+        flagged = sum(1 for r in rows if r["label"] == 1)
+        print(f"[predict] {len(rows)} functions, {flagged} flagged vulnerable -> {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,222 @@
+"""Multi-seed (or k-fold) studies: train each model per seed, test its best checkpoint, report.
+
+Each run goes through the same LightningCLI as `streamguard fit`, so a study run and a hand-run
+`fit` with the same config are the same experiment. Completed runs are skipped on restart.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .jsonsafe import atomic_write_json, atomic_write_text, read_json
+from .locations import repo_root
+
+MODELS = ("transformer", "gnn", "fusion")
+METRICS = ("f1", "accuracy", "precision", "recall", "auroc")
+RUN_RESULT = "run_result.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    seed: int
+    fold: int | None
+    config: Path
+    run_dir: Path
+
+
+def plan_runs(models: Sequence[str], seeds: Sequence[int], config_dir: Path, output_dir: Path,
+              folds: int | None = None) -> list[RunSpec]:
+    """Fusion always after the two parts of the same seed (it starts from their best checkpoints)."""
+    order = sorted(models, key=lambda m: MODELS.index(m) if m in MODELS else -1)
+    runs = []
+    for seed in seeds:
+        for fold in (range(folds) if folds else [None]):
+            for model in order:
+                cfg = config_dir / f"{model}.yaml"
+                if not cfg.is_file():
+                    raise FileNotFoundError(f"no config for model {model!r}: {cfg}")
+                run_dir = output_dir / model / f"seed_{seed}"
+                if fold is not None:
+                    run_dir = run_dir / f"fold_{fold}"
+                runs.append(RunSpec(model, seed, fold, cfg, run_dir))
+    return runs
+
+
+def run_is_complete(run_dir: Path) -> bool:
+    try:
+        return read_json(run_dir / RUN_RESULT).get("status") == "completed"
+    except (OSError, ValueError):
+        return False
+
+
+def _cli_args(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> list[str]:
+    args = [
+        "--config", str(spec.config),
+        "--seed_everything", str(spec.seed),
+        "--trainer.default_root_dir", str(spec.run_dir),
+        "--trainer.logger.init_args.save_dir", str(spec.run_dir),
+    ]
+    if data_dir is not None:
+        args += ["--data.init_args.data_dir", data_dir]
+    if folds:
+        args += ["--data.init_args.num_folds", str(folds), "--data.init_args.fold", str(spec.fold)]
+    if spec.model == "fusion":
+        root = spec.run_dir.parents[2 if spec.fold is not None else 1]
+        relative = spec.run_dir.relative_to(root / "fusion")
+        for part in ("transformer", "gnn"):
+            ckpt = root / part / relative / "checkpoints" / "best.ckpt"
+            if ckpt.is_file():
+                args += [f"--model.init_args.{part}_ckpt", str(ckpt)]
+    return [*args, *overrides]
+
+
+def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = None,
+                overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """fit, then test the best checkpoint; writes run_result.json (status + test metrics)."""
+    from .cli import build_cli
+
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    cli = build_cli(_cli_args(spec, data_dir, folds, overrides))
+    cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_check=True)
+    cli.share_config("fit")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    ckpt = cli.trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_path", "") or None
+    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
+    metrics = {k.removeprefix("test/"): float(v) for k, v in (tested[0] if tested else {}).items()}
+    result = {
+        "model": spec.model, "seed": spec.seed, "fold": spec.fold,
+        "status": "collapsed" if _collapsed(cli.trainer) else "completed",
+        "test": metrics, "best_checkpoint": best,
+        "best_val_f1": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
+        "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
+    }
+    if result["status"] == "collapsed":
+        result["status"] = "completed"  # a collapsed run is finished, and reported as such
+        result["collapsed"] = True
+    atomic_write_json(spec.run_dir / RUN_RESULT, result)
+    return result
+
+
+def _collapsed(trainer: Any) -> bool:
+    return any(getattr(cb, "collapsed", False) for cb in trainer.callbacks)
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"mean": None, "std": None}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+
+
+def summarise(output_dir: Path, models: Sequence[str] | None = None) -> dict[str, Any]:
+    """Aggregate every run_result.json under output_dir into production_summary.json."""
+    results = [read_json(p) for p in sorted(output_dir.glob(f"*/seed_*/**/{RUN_RESULT}"))]
+    results = [r for r in results if models is None or r["model"] in models]
+    per_model: dict[str, Any] = {}
+    for model in [m for m in MODELS if any(r["model"] == m for r in results)]:
+        runs = [r for r in results if r["model"] == model]
+        entry: dict[str, Any] = {m: _stats([r["test"].get(m) for r in runs]) for m in METRICS}
+        best = max(runs, key=lambda r: r["test"].get("f1", float("-inf")))
+        entry.update(
+            seeds=sorted({r["seed"] for r in runs}), n_runs=len(runs),
+            collapsed_runs=sum(bool(r.get("collapsed")) for r in runs),
+            best_seed=best["seed"], best_f1=best["test"].get("f1"), best_checkpoint=best.get("best_checkpoint"),
+            runs=[{"seed": r["seed"], "fold": r.get("fold"), **r["test"]} for r in runs],
+        )
+        per_model[model] = entry
+    ranked = sorted(per_model, key=lambda m: per_model[m]["f1"]["mean"] or float("-inf"), reverse=True)
+    summary = {"models": per_model, "best_model": ranked[0] if ranked else None, "metrics": list(METRICS)}
+    atomic_write_json(output_dir / "production_summary.json", summary)
+    return summary
+
+
+def write_report(output_dir: Path, summary: dict[str, Any]) -> Path:
+    from .study_plots import plot_metrics_comparison, plot_training_curves
+
+    plots = [plot_metrics_comparison(output_dir, summary), plot_training_curves(output_dir, list(summary["models"]))]
+    lines = ["# streamguard study report", "", f"Best model by mean test F1: **{summary['best_model']}**", "",
+             "| model | runs | " + " | ".join(METRICS) + " | best seed (F1) |",
+             "|---|---|" + "---|" * len(METRICS) + "---|"]
+    for model, entry in summary["models"].items():
+        cells = [_fmt(entry[m]) for m in METRICS]
+        lines.append(f"| {model} | {entry['n_runs']} | " + " | ".join(cells) + f" | {entry['best_seed']} ({_num(entry['best_f1'])}) |")
+    lines += ["", "Mean ± std over seeds (and folds) on the test split.", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
+    report = output_dir / "production_report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _fmt(s: dict[str, float | None]) -> str:
+    return "n/a" if s["mean"] is None else f"{s['mean']:.4f} ± {s['std']:.4f}"
+
+
+def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, output_dir: Path,
+              folds: int | None = None, data_dir: str | None = None, overrides: Sequence[str] = ()) -> Path:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for spec in plan_runs(models, seeds, config_dir, output_dir, folds):
+        tag = f"{spec.model} seed={spec.seed}" + (f" fold={spec.fold}" if spec.fold is not None else "")
+        if run_is_complete(spec.run_dir):
+            print(f"[study] skip {tag}: already completed ({spec.run_dir / RUN_RESULT})", flush=True)
+            continue
+        print(f"[study] run {tag} -> {spec.run_dir}", flush=True)
+        result = execute_run(spec, data_dir, folds, overrides)
+        print(f"[study] {tag}: test F1 {_num(result['test'].get('f1'))} acc {_num(result['test'].get('accuracy'))}", flush=True)
+    summary = summarise(output_dir, models)
+    return write_report(output_dir, summary)
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 2025, 7])
+    p.add_argument("--config-dir", type=Path, default=repo_root() / "configs")
+    p.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    p.add_argument("--folds", type=int, default=None, help="stratified k-fold instead of the fixed split")
+    p.add_argument("--data-dir", default=None, help="override data.init_args.data_dir (juliet, devign, a folder)")
+    p.add_argument("overrides", nargs="*", help="extra LightningCLI overrides after --, e.g. -- --trainer.max_epochs 2")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser("streamguard study").parse_args(argv)
+    report = run_study(args.models, args.seeds, args.config_dir, args.output_dir, args.folds, args.data_dir, args.overrides)
+    print(f"[study] report: {report}")
+    return 0
+
+
+def report_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="streamguard report", description="rebuild summary, report and plots")
+    p.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    args = p.parse_args(argv)
+    report = write_report(args.output_dir, summarise(args.output_dir))
+    print(f"[report] {report}")
+    return 0
+
+
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    """The README's main job: every model on the embedded corpus at CPU demo size."""
+    p = argparse.ArgumentParser(prog="streamguard demo", description=demo_main.__doc__)
+    p.add_argument("--output-dir", type=Path, default=Path("outputs/demo"))
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 2025, 7])
+    args = p.parse_args(argv)
+    started = time.time()
+    report = run_study(list(MODELS), args.seeds, repo_root() / "configs" / "demo", args.output_dir)
+    summary = read_json(args.output_dir / "production_summary.json")
+    for model, entry in summary["models"].items():
+        print(f"[demo] {model:12s} test F1 {_fmt(entry['f1'])}  accuracy {_fmt(entry['accuracy'])}")
+    print(f"[demo] done in {time.time() - started:.0f} s. Report: {report}")
+    print(f"[demo] TensorBoard: tensorboard --logdir {args.output_dir}")
+    return 0

@@ -1,6 +1,7 @@
 """FusionClassifier: transformer + GNN encoders and a fusion head, with discriminative learning rates."""
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ def load_classifier_checkpoint(path: str | Path, cls: type[VulnerabilityClassifi
         raise FileNotFoundError(f"{cls.__name__} checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    model = cls(**hparams)
+    model = _build_part(cls, hparams)
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     wanted = [k for k in missing if k.startswith(("encoder.", "head."))]
     if wanted or unexpected:
@@ -73,12 +74,12 @@ class FusionClassifier(VulnerabilityClassifier):
         if transformer_ckpt and not t_hp.get("_resolved"):
             self.text = load_classifier_checkpoint(transformer_ckpt, TransformerClassifier)  # type: ignore[assignment]
         elif t_hp.get("model_name_or_path") or t_hp.get("vocab_size") is not None:
-            self.text = TransformerClassifier(**_clean(t_hp))
+            self.text = _build_part(TransformerClassifier, t_hp)  # type: ignore[assignment]
         g_hp = gnn or {}
         if gnn_ckpt and not g_hp.get("_resolved"):
             self.graph = load_classifier_checkpoint(gnn_ckpt, GNNClassifier)  # type: ignore[assignment]
         else:
-            self.graph = GNNClassifier(**_clean(g_hp))
+            self.graph = _build_part(GNNClassifier, g_hp)  # type: ignore[assignment]
         self.fusion_head: FusionHead | None = None
         if self.text is not None:
             self._finish_build()
@@ -109,7 +110,7 @@ class FusionClassifier(VulnerabilityClassifier):
                 raise RuntimeError("a fresh from-scratch transformer in FusionClassifier needs a FusionDataModule tokenizer")
             t_hp = _clean(self.hparams.transformer or {})
             t_hp.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-            self.text = TransformerClassifier(**t_hp)
+            self.text = _build_part(TransformerClassifier, t_hp)  # type: ignore[assignment]
             self._finish_build()
 
     def on_train_epoch_start(self) -> None:
@@ -130,6 +131,16 @@ class FusionClassifier(VulnerabilityClassifier):
             {"name": "gnn", "params": list(self.graph.parameters()), "lr_mult": hp.lr_mult_gnn},
             {"name": "head", "params": list(self.fusion_head.parameters()), "lr_mult": hp.lr_mult_head},
         ]
+
+
+def _build_part(cls: type[VulnerabilityClassifier], hparams: dict[str, Any]) -> VulnerabilityClassifier:
+    """Build a part so it records its own hyperparameters, not the fusion model's.
+
+    Lightning's save_hyperparameters walks up the __init__ frames (so the call is kept out of
+    FusionClassifier.__init__) and LightningCLI hands the fusion config down through a context
+    variable (so the part is built in a fresh, empty contextvars context).
+    """
+    return contextvars.Context().run(cls, **_clean(hparams))
 
 
 def _clean(hparams: dict[str, Any]) -> dict[str, Any]:

@@ -426,7 +426,7 @@ class FusionDataModule(TokenDataModule):
         positions = []
         for pos, rec in enumerate(records):
             if pos not in by_index and self.hparams.missing_graph == "placeholder":
-                by_index[pos] = placeholder_graph(rec.target, pos)
+                by_index[pos] = placeholder_graph(rec.target, pos, rec.id)
             if pos in by_index:
                 positions.append(pos)
         self.missing_graphs[split] = len(records) - len(self.graph_features.graphs[split])

@@ -116,8 +116,12 @@ class FusionDataset(Dataset):
         return [int(self.tokens[p]["label"]) for p in self.positions]
 
 
-def placeholder_graph(label: int, index: int) -> Data:
-    """One `<unk>` node, no edges: what `missing_graph: placeholder` substitutes for an unparsable record."""
+def placeholder_graph(label: int, index: int, rid: str = "") -> Data:
+    """One `<unk>` node, no edges: what `missing_graph: placeholder` substitutes for an unparsable record.
+
+    It carries every attribute a built graph has (rid, num_error_nodes, truncated, lang): PyG
+    collates the keys of the first graph of a batch, so a missing one is a KeyError mid-epoch.
+    """
     from .graphs import NODE_TYPES
 
     unk = NODE_TYPES.index("<unk>") if "<unk>" in NODE_TYPES else 0
@@ -128,6 +132,10 @@ def placeholder_graph(label: int, index: int) -> Data:
         y=torch.tensor([label], dtype=torch.long),
         idx=torch.tensor([index], dtype=torch.long),
         num_nodes=1,
+        rid=str(rid),
+        num_error_nodes=0,
+        truncated=0,
+        lang="",
     )
 
 

@@ -24,6 +24,15 @@ TOKENS = {"bpe_vocab_size": 400, "max_length": 128}
 BUCKETS = 1024  # tests/conftest.py TINY_GNN
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two intra-op threads on 2 shared, busy cores spin against each other (~100x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_corpus(folder: Path, n_neg: int, n_pos: int, seed: int = 1, name: str = "train.jsonl") -> list[dict]:
     """A single JSON Lines file of generated functions with exactly n_neg benign and n_pos vulnerable ones."""
     pool = generate_records(2 * max(n_neg, n_pos) + 2, seed=seed)

@@ -1,0 +1,148 @@
+"""GNNClassifier with real Trainers on real tree-sitter graphs of the embedded corpus."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from streamguard_pl.data.datamodules import GraphDataModule
+from streamguard_pl.models import GNNClassifier
+
+BUCKETS = 1024  # tests/conftest.py TINY_GNN
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two intra-op threads on 2 shared, busy cores spin against each other (~100x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def trainer(tmp_path: Path, **kw) -> L.Trainer:
+    opts = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                enable_checkpointing=False, default_root_dir=str(tmp_path))
+    opts.update(kw)
+    return L.Trainer(**opts)
+
+
+@pytest.fixture(scope="module")
+def graph_dm(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> GraphDataModule:
+    """One datamodule for the module: graphs are built once and reused by every Trainer."""
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=BUCKETS,
+                         output_dir=str(tmp_path_factory.mktemp("gnn_run")))
+    dm.setup("fit")
+    return dm
+
+
+def first_batch(dm: GraphDataModule):
+    return next(iter(dm.val_dataloader()))
+
+
+class LossLog(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.parametrize("edge_type_aware", [False, True])
+@pytest.mark.parametrize("encoder", ["ggnn", "gcn", "gat", "gin"])
+def test_fast_dev_run_trains_every_encoder(graph_dm, tmp_path, tiny_gnn, encoder: str, edge_type_aware: bool) -> None:
+    torch.manual_seed(0)
+    model = GNNClassifier(**tiny_gnn, encoder=encoder, edge_type_aware=edge_type_aware, scheduler="none")
+    before = copy.deepcopy(model.encoder.state_dict())
+    log = LossLog()
+    trainer(tmp_path, fast_dev_run=2, callbacks=[log]).fit(model, graph_dm)
+    assert len(log.losses) == 2 and all(torch.isfinite(torch.tensor(log.losses)))
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("layers.") for k in changed), changed  # message passing got gradients
+
+    # edge-type-aware encoders read batch.edge_type; the plain ones must not depend on it
+    model.eval()
+    batch = first_batch(graph_dm)
+    shuffled = batch.clone()
+    shuffled.edge_type = (batch.edge_type + 1) % graph_dm.num_edge_types
+    with torch.no_grad():
+        differs = not torch.allclose(model(batch), model(shuffled), atol=1e-6)
+    assert differs == edge_type_aware
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "sum", "attention", "mean_max"])
+def test_every_readout_runs_and_gives_one_row_per_graph(graph_dm, tmp_path, tiny_gnn, readout: str) -> None:
+    model = GNNClassifier(**tiny_gnn, readout=readout)
+    trainer(tmp_path, fast_dev_run=1).fit(model, graph_dm)
+    batch = first_batch(graph_dm)
+    model.eval()
+    with torch.no_grad():
+        pooled = model.encoder(batch)
+    width = 2 * tiny_gnn["hidden_dim"] if readout == "mean_max" else tiny_gnn["hidden_dim"]
+    assert pooled.shape == (batch.num_graphs, width)
+    # each row is that graph alone: pooling one graph by itself gives the same vector
+    with torch.no_grad():
+        alone = model.encoder(type(batch).from_data_list([batch.get_example(3)]))
+    assert torch.allclose(pooled[3], alone[0], atol=1e-5)
+
+
+def test_a_few_steps_on_two_batches_reduce_the_loss(graph_dm, tmp_path, tiny_gnn) -> None:
+    torch.manual_seed(0)
+    model = GNNClassifier(**{**tiny_gnn, "hidden_dim": 32}, dropout=0.0, loss="ce", lr=3e-3, scheduler="none")
+    log = LossLog()
+    trainer(tmp_path, overfit_batches=2, max_epochs=30, limit_val_batches=0, callbacks=[log]).fit(model, graph_dm)
+    assert len(log.losses) == 60
+    first, last = sum(log.losses[:4]) / 4, sum(log.losses[-4:]) / 4
+    assert first == pytest.approx(0.69, abs=0.03)  # chance level at the start
+    assert last < 0.4 * first, (first, last, " ".join(f"{x:.3f}" for x in log.losses))
+
+
+def test_mismatched_token_buckets_is_a_clear_error(tiny_corpus, tmp_path, tiny_gnn) -> None:
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=512, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"data.token_buckets=512 but model.token_buckets=1024"):
+        trainer(tmp_path, fast_dev_run=1).fit(GNNClassifier(**tiny_gnn), dm)
+
+
+def test_too_few_edge_types_in_the_model_is_a_clear_error(tiny_corpus, tmp_path, tiny_gnn) -> None:
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=BUCKETS, reverse_edges=True,
+                         output_dir=str(tmp_path))
+    assert dm.num_edge_types == 8
+    with pytest.raises(ValueError, match=r"the data has 8 edge types but model.num_edge_types=4"):
+        trainer(tmp_path, fast_dev_run=1).fit(GNNClassifier(**tiny_gnn, num_edge_types=4), dm)
+
+
+def test_checkpoint_round_trip_gives_identical_logits(graph_dm, tmp_path, tiny_gnn) -> None:
+    model = GNNClassifier(**tiny_gnn, encoder="gat", edge_type_aware=True, readout="mean_max")
+    tr = trainer(tmp_path, max_steps=3, limit_val_batches=1, num_sanity_val_steps=0)
+    tr.fit(model, graph_dm)
+    path = tmp_path / "gnn.ckpt"
+    tr.save_checkpoint(path)
+    loaded = GNNClassifier.load_from_checkpoint(path, weights_only=True)
+    assert loaded.hparams.encoder == "gat" and loaded.hparams.readout == "mean_max"
+    assert loaded.hparams.num_node_types == model.hparams.num_node_types
+    batch = first_batch(graph_dm)
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded(batch))
+    fresh = GNNClassifier(**tiny_gnn, encoder="gat", edge_type_aware=True, readout="mean_max").eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(batch), loaded(batch))  # the weights came from the file
+
+
+def test_validation_logs_metrics_for_the_whole_split(graph_dm, tmp_path, tiny_gnn) -> None:
+    model = GNNClassifier(**tiny_gnn)
+    metrics = trainer(tmp_path).validate(model, graph_dm, verbose=False)[0]
+    for name in ("val/loss", "val/accuracy", "val/f1", "val/auroc", "val/average_precision"):
+        assert name in metrics
+    model.eval()
+    preds, labels = [], []
+    with torch.no_grad():
+        for batch in graph_dm.val_dataloader():
+            preds.append(torch.softmax(model(batch), -1)[:, 1] >= 0.5)
+            labels.append(batch.y.view(-1))
+    acc = (torch.cat(preds).long() == torch.cat(labels)).float().mean()
+    assert metrics["val/accuracy"] == pytest.approx(float(acc), abs=1e-6)

@@ -1,0 +1,89 @@
+"""The `streamguard` entry point: help and errors, `data synth`, `fit` recording precision auto, and
+`validate` / `test` on a checkpoint from that fit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamguard_pl.cli import build_cli, main
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+GNN_CONF = Path(__file__).resolve().parent / "conf" / "gnn.yaml"
+
+
+def _out(path: Path) -> list[str]:
+    return ["--trainer.default_root_dir", str(path), "--trainer.logger.init_args.save_dir", str(path)]
+
+
+@pytest.fixture(scope="module")
+def gnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny GNN fit through `streamguard fit` (2 train batches, 1 epoch)."""
+    run = tmp_path_factory.mktemp("gnn_run")
+    assert main(["fit", "--config", str(GNN_CONF), *_out(run)]) == 0
+    return run
+
+
+def test_help_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "predict", "study", "report", "data synth", "demo"):
+        assert command in out
+
+
+def test_unknown_command_returns_two(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    assert main(["data", "shuffle"]) == 2  # `data` knows only `synth`
+
+
+def test_data_synth_writes_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "synth", "--n", "200", "--out", str(tmp_path)]) == 0
+    lines = {name: (tmp_path / name).read_text().splitlines() for name in ("train.jsonl", "valid.jsonl", "test.jsonl")}
+    assert sum(len(v) for v in lines.values()) == 200
+    assert len(lines["train.jsonl"]) > len(lines["valid.jsonl"]) > 0 and len(lines["test.jsonl"]) > 0
+    first = json.loads(lines["train.jsonl"][0])
+    assert {"id", "func", "target"} <= set(first) and first["target"] in (0, 1)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n"] == 200 and summary["splits"]["train"]["count"] == len(lines["train.jsonl"])
+    assert "train: " in capsys.readouterr().out
+
+
+def test_fit_records_precision_auto(gnn_run: Path) -> None:
+    meta = json.loads((gnn_run / "training_metadata.json").read_text())
+    assert meta["status"] == "completed"
+    # the resolved choice lives in the recorded config and is lifted to the top level
+    assert meta["config"]["hardware_choices"] == {"precision_requested": "auto", "precision": "32-true"}
+    assert meta["hardware_choices"]["precision"] == "32-true"
+    assert meta["hardware"]["precision"] == "32-true"
+    assert meta["config"]["trainer"]["precision"] == "auto"
+    assert meta["global_step"] == 2  # limit_train_batches: 2, one epoch
+    assert (gnn_run / "checkpoints" / "best.ckpt").is_file() and (gnn_run / "config.yaml").is_file()
+
+
+def test_validate_on_checkpoint_reproduces_best_score(gnn_run: Path, tmp_path: Path) -> None:
+    best = gnn_run / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    best_score = next(v["best_model_score"] for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    args = ["--config", str(gnn_run / "config.yaml"), "--ckpt_path", str(best), *_out(tmp_path)]
+    assert main(["validate", *args]) == 0
+    cli = build_cli(["validate", *args], run=True)
+    # same weights, same validation batch -> the very score the checkpoint was selected on
+    assert float(cli.trainer.callback_metrics["val/f1"]) == pytest.approx(float(best_score), abs=1e-6)
+
+
+def test_test_on_checkpoint_uses_its_weights(gnn_run: Path, tmp_path: Path) -> None:
+    best = gnn_run / "checkpoints" / "best.ckpt"
+    base = ["--config", str(gnn_run / "config.yaml")]
+    assert main(["test", *base, "--ckpt_path", str(best), *_out(tmp_path / "a")]) == 0
+    trained = build_cli(["test", *base, "--ckpt_path", str(best), *_out(tmp_path / "b")], run=True)
+    fresh = build_cli(["test", *base, "--seed_everything", "7", *_out(tmp_path / "c")], run=True)
+    trained_loss = float(trained.trainer.callback_metrics["test/loss"])
+    assert 0.0 <= float(trained.trainer.callback_metrics["test/f1"]) <= 1.0
+    assert trained_loss != pytest.approx(float(fresh.trainer.callback_metrics["test/loss"]), abs=1e-6)
+    # and it is deterministic: the checkpoint, not the seed, decides the result
+    again = build_cli(["test", *base, "--seed_everything", "7", "--ckpt_path", str(best), *_out(tmp_path / "d")],
+                      run=True)
+    assert float(again.trainer.callback_metrics["test/loss"]) == pytest.approx(trained_loss, abs=1e-6)

@@ -114,8 +114,9 @@ class FusionClassifier(VulnerabilityClassifier):
             self._finish_build()
 
     def on_train_epoch_start(self) -> None:
+        # ">=", not "==": a run resumed after epoch n starts frozen again (__init__ froze) and must unfreeze.
         n = self.hparams.unfreeze_after_epochs
-        if n is not None and self.current_epoch == n:
+        if n is not None and self.current_epoch >= n:
             self._apply_freeze(False, False)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:

@@ -20,7 +20,10 @@ def load_classifier_checkpoint(path: str | Path, cls: type[VulnerabilityClassifi
         raise FileNotFoundError(f"{cls.__name__} checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    model = _build_part(cls, hparams)
+    try:
+        model = _build_part(cls, hparams)
+    except TypeError as exc:  # another classifier's hyperparameters, e.g. a GNN checkpoint given as transformer_ckpt
+        raise ValueError(f"{path}: not a {cls.__name__} checkpoint ({exc})") from exc
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     wanted = [k for k in missing if k.startswith(("encoder.", "head."))]
     if wanted or unexpected:

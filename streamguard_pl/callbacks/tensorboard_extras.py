@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import BinaryConfusionMatrix
 
+HP_PREFIX = "hp/"
 FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accuracy", "test/auroc")
 
 
@@ -60,8 +61,10 @@ class TensorBoardExtras(Callback):
         self._log_hparams(trainer, pl_module)
 
     def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # log_hyperparams also writes the metrics as scalars: under their own names they would add a
+        # stray final point at step 0 to the val/f1 ... curves, so the HPARAMS copies get an "hp/" prefix.
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_METRICS}
+                metrics = {f"{HP_PREFIX}{k}": float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_METRICS}
                 if metrics:
-                    logger.log_hyperparams(pl_module.hparams, metrics)
+                    logger.log_hyperparams(pl_module.hparams, metrics, step=trainer.global_step)

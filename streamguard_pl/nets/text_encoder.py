@@ -31,10 +31,13 @@ def build_hf_encoder(
 ) -> PreTrainedModel:
     """Pretrained weights when a name/path is given (the real `from_pretrained` path), else random init."""
     if model_name_or_path:
+        # from_pretrained returns the model in eval mode and Lightning keeps module modes as found,
+        # so without .train() a pretrained encoder would fine-tune with its dropout switched off.
         try:
-            return AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False)
         except TypeError:  # encoders without a pooler do not take add_pooling_layer
-            return AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        return model.train()
     cfg = dict(config or SMALL_ROBERTA)
     model_type = cfg.pop("model_type", "roberta")
     if vocab_size is not None:

@@ -47,6 +47,16 @@ class LossLog(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+class ModeLog(Callback):
+    """Names of the modules in eval mode at each training step (dropout silently off there)."""
+
+    def __init__(self) -> None:
+        self.eval_modules: list[list[str]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.eval_modules.append([n for n, m in pl_module.named_modules() if not m.training])
+
+
 @pytest.fixture(scope="module")
 def token_dm(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> TokenDataModule:
     """Corpus-trained BPE tokenizer and cached ids, shared by the module's Trainers."""
@@ -85,7 +95,10 @@ def test_local_pretrained_folder_loads_its_weights_and_trains(local_pretrained: 
     assert all(torch.equal(v, saved[k]) for k, v in loaded.items())
     dm = TokenDataModule(data_dir=str(tiny_corpus), tokenizer_name_or_path=str(local_pretrained), batch_size=8,
                          max_length=128)
-    trainer(tmp_path, fast_dev_run=2).fit(model, dm)
+    modes = ModeLog()
+    trainer(tmp_path, fast_dev_run=2, callbacks=[modes]).fit(model, dm)
+    # from_pretrained hands back an eval-mode model; fine-tuning must still run with dropout on
+    assert modes.eval_modules == [[], []]
     assert dm.tokenizer.get_vocab() == load_tokenizer(str(local_pretrained)).get_vocab()
     changed = [k for k, v in model.encoder.model.state_dict().items() if not torch.equal(v, saved[k])]
     assert changed  # it fine-tuned from those weights

@@ -9,7 +9,7 @@ import torch
 
 from ..nets.fusion_head import FusionHead, FusionKind
 from .base import VulnerabilityClassifier
-from .gnn import GNNClassifier
+from .gnn import GNNClassifier, check_graph_settings
 from .transformer import TransformerClassifier
 
 
@@ -106,8 +106,9 @@ class FusionClassifier(VulnerabilityClassifier):
                 p.requires_grad_(not frozen)
 
     def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        check_graph_settings(dm, self.graph.hparams.token_buckets, self.graph.hparams.num_edge_types, "model.gnn")
         if self.text is None:
-            dm = getattr(self.trainer, "datamodule", None)
             tokenizer = getattr(dm, "tokenizer", None)
             if tokenizer is None:
                 raise RuntimeError("a fresh from-scratch transformer in FusionClassifier needs a FusionDataModule tokenizer")

@@ -17,6 +17,15 @@ def default_num_node_types() -> int:
     return len(NODE_TYPES)
 
 
+def check_graph_settings(dm: Any, token_buckets: int, num_edge_types: int, where: str = "model") -> None:
+    """Fail fast, by name, when the datamodule's graph settings do not fit the network (else an opaque IndexError)."""
+    buckets, edge_types = getattr(dm, "token_buckets", None), getattr(dm, "num_edge_types", None)
+    if buckets is not None and buckets != token_buckets:
+        raise ValueError(f"data.token_buckets={buckets} but {where}.token_buckets={token_buckets}")
+    if edge_types is not None and edge_types > num_edge_types:
+        raise ValueError(f"the data has {edge_types} edge types but {where}.num_edge_types={num_edge_types}")
+
+
 class GNNClassifier(VulnerabilityClassifier):
     """Devign-style GGNN by default; gcn / gat / gin and an edge-type-aware variant by option.
 
@@ -61,13 +70,8 @@ class GNNClassifier(VulnerabilityClassifier):
         self.head = ClassifierHead(self.encoder.out_dim, hidden_dim, dropout)
 
     def setup(self, stage: str) -> None:
-        """Fail fast, by name, when the datamodule's graph settings do not fit this network."""
-        dm = getattr(self.trainer, "datamodule", None)
-        buckets, edge_types = getattr(dm, "token_buckets", None), getattr(dm, "num_edge_types", None)
-        if buckets is not None and buckets != self.hparams.token_buckets:
-            raise ValueError(f"data.token_buckets={buckets} but model.token_buckets={self.hparams.token_buckets}")
-        if edge_types is not None and edge_types > self.hparams.num_edge_types:
-            raise ValueError(f"the data has {edge_types} edge types but model.num_edge_types={self.hparams.num_edge_types}")
+        check_graph_settings(getattr(self.trainer, "datamodule", None), self.hparams.token_buckets,
+                             self.hparams.num_edge_types)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.encoder(batch))

@@ -240,6 +240,18 @@ def test_fresh_fusion_checkpoint_reloads_without_the_datamodule(fusion_dm, tmp_p
         assert torch.equal(model(batch), loaded(batch))
 
 
+def test_graph_settings_that_do_not_fit_the_fusion_gnn_are_a_clear_error(tiny_corpus, tmp_path, tiny_roberta, tiny_gnn) -> None:
+    model = FusionClassifier(transformer={"config": tiny_roberta}, gnn=tiny_gnn, fusion_hidden=16)
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=4096, output_dir=str(tmp_path), **TOKENS)
+    with pytest.raises(ValueError, match=r"data.token_buckets=4096 but model.gnn.token_buckets=1024"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, dm)
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=BUCKETS, reverse_edges=True,
+                          output_dir=str(tmp_path), **TOKENS)
+    model = FusionClassifier(transformer={"config": tiny_roberta}, gnn={**tiny_gnn, "num_edge_types": 4}, fusion_hidden=16)
+    with pytest.raises(ValueError, match=r"the data has 8 edge types but model.gnn.num_edge_types=4"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, dm)
+
+
 # ---------------------------------------------------------------------------- heads and the default
 
 

@@ -108,8 +108,13 @@ class FusionClassifier(VulnerabilityClassifier):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         check_graph_settings(dm, self.graph.hparams.token_buckets, self.graph.hparams.num_edge_types, "model.gnn")
+        tokenizer = getattr(dm, "tokenizer", None)
+        if self.text is not None and tokenizer is not None and len(tokenizer) > self.text.hparams.vocab_size:
+            raise ValueError(  # else an opaque IndexError in the embedding mid-step
+                f"tokenizer has {len(tokenizer)} tokens but the fused transformer's embedding has "
+                f"{self.text.hparams.vocab_size}: set data.tokenizer_name_or_path to the transformer's own tokenizer"
+            )
         if self.text is None:
-            tokenizer = getattr(dm, "tokenizer", None)
             if tokenizer is None:
                 raise RuntimeError("a fresh from-scratch transformer in FusionClassifier needs a FusionDataModule tokenizer")
             t_hp = _clean(self.hparams.transformer or {})

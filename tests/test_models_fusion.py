@@ -216,6 +216,15 @@ def test_part_checkpoints_load_and_the_encoders_equal_them(part_checkpoints, tin
     assert loaded.hparams.fusion == "concat"
 
 
+def test_a_tokenizer_larger_than_the_loaded_transformer_is_refused(part_checkpoints, tiny_corpus, tmp_path) -> None:
+    model = FusionClassifier(transformer_ckpt=str(part_checkpoints["transformer"]), gnn_ckpt=str(part_checkpoints["gnn"]),
+                             fusion_hidden=16)
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=BUCKETS, output_dir=str(tmp_path / "run"),
+                          bpe_vocab_size=1500, max_length=128)
+    with pytest.raises(ValueError, match=r"tokenizer has \d+ tokens but the fused transformer's embedding has \d+"):
+        trainer(tmp_path, fast_dev_run=1).fit(model, dm)
+
+
 def test_a_part_checkpoint_of_the_wrong_kind_is_refused(part_checkpoints) -> None:
     with pytest.raises(ValueError, match="not a TransformerClassifier checkpoint"):
         load_classifier_checkpoint(part_checkpoints["gnn"], TransformerClassifier)

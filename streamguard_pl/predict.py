@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import tree_sitter as ts
+import yaml
 import tree_sitter_c
 import tree_sitter_cpp
 
@@ -103,6 +104,19 @@ def records_from_input(path: Path) -> list[CodeRecord]:
     return records
 
 
+#: Arguments of the fit/validate/test subcommands that `streamguard fit` saves into config.yaml and the
+#: subcommand-less parser of `build_cli` rejects ("Option 'ckpt_path' is not accepted").
+_SUBCOMMAND_KEYS = ("ckpt_path", "weights_only", "verbose")
+
+
+def _model_config(config: Path) -> str:
+    """The run config as a YAML string without the subcommand arguments (study configs have none)."""
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{config}: not a run config (a YAML mapping with trainer/model/data)")
+    return yaml.safe_dump({k: v for k, v in cfg.items() if k not in _SUBCOMMAND_KEYS})
+
+
 def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     """Model from the checkpoint and datamodule from the run's config (same features as in training)."""
     from .cli import build_cli
@@ -112,7 +126,7 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     config = config or run_dir / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no run config at {config}: pass --config with the YAML the checkpoint was trained with")
-    cli = build_cli(["--config", str(config), "--trainer.logger", "false", "--trainer.callbacks", "[]",
+    cli = build_cli(["--config", _model_config(config), "--trainer.logger", "false", "--trainer.callbacks", "[]",
                      "--trainer.default_root_dir", str(run_dir)])
     model = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     dm = cli.datamodule

@@ -150,21 +150,20 @@ def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None,
                         enable_model_summary=False)
     batches = trainer.predict(model, datamodule=dm)
     threshold = model.hparams.threshold if threshold is None else threshold
-    rows = []
+    probs: dict[int, float] = {}
     for batch in batches:
-        for idx, prob in zip(batch["index"].tolist(), batch["probs"].tolist()):
-            rec = records[idx]
-            rows.append({
-                "file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
-                "start_line": rec.get("start_line", None), "probability": round(float(prob), 6),
-                "label": int(prob >= threshold), "id": rec.id,
-            })
-    scored = {r["id"] for r in rows}
-    for rec in records:  # never silently lose a function: unscorable ones are listed with no probability
-        if rec.id not in scored:
-            rows.append({"file": rec.get("file"), "function": rec.get("function", rec.id),
-                         "start_line": rec.get("start_line"), "probability": None, "label": None, "id": rec.id,
-                         "error": "no features could be built (see warnings)"})
+        probs.update(zip(batch["index"].tolist(), batch["probs"].tolist()))
+    rows = []
+    # Input order (length-bucketed batches come back shuffled by length); a function with no features
+    # is listed with no probability, never dropped silently.
+    for idx, rec in enumerate(records):
+        row = {"file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
+               "start_line": rec.get("start_line", None), "probability": None, "label": None, "id": rec.id}
+        if idx in probs:
+            row.update(probability=round(float(probs[idx]), 6), label=int(probs[idx] >= threshold))
+        else:
+            row["error"] = "no features could be built (see warnings)"
+        rows.append(row)
     return rows
 
 

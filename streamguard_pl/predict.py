@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -137,12 +138,23 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     return model, dm
 
 
+def _unique_ids(records: list[CodeRecord]) -> list[CodeRecord]:
+    """Features are joined back to records by id: a repeated id (a file given twice, JSON Lines ids
+    reused across inputs) would leave all but one copy unscored, so repeats get a #n suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for rec in records:
+        seen[rec.id] = seen.get(rec.id, 0) + 1
+        out.append(rec if seen[rec.id] == 1 else dataclasses.replace(rec, id=f"{rec.id}#{seen[rec.id]}"))
+    return out
+
+
 def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None,
             config: Path | None = None) -> list[dict[str, Any]]:
     import lightning as L
 
     model, dm = load_run(ckpt, config)
-    records = [r for path in inputs for r in records_from_input(path)]
+    records = _unique_ids([r for path in inputs for r in records_from_input(path)])
     if not records:
         return []
     dm.set_predict_records(records)

@@ -1,0 +1,167 @@
+"""`streamguard predict`: tree-sitter function splitting of C/C++ sources, and scoring files, folders and
+JSON Lines with a checkpoint of each model kind (one tiny `streamguard fit` per kind)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from streamguard_pl.cli import main
+from streamguard_pl.predict import records_from_input, split_functions
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+CONF = Path(__file__).resolve().parent / "conf"
+
+C_SOURCE = """\
+#include <string.h>
+static int add(int a, int b)
+{
+    return a + b;
+}
+
+char *copy(char *dst, const char *src) { strcpy(dst, src); return dst; }
+
+#ifdef DEBUG
+void dbg(void) { puts("debug"); }
+#endif
+
+int broken_inside(int x) {
+    return x +* ;
+}
+
+void after(char *s) {
+    printf("%s", s);
+}
+"""
+
+CPP_SOURCE = """\
+namespace outer {
+namespace inner {
+class Widget {
+public:
+    int size() const { return n_; }
+    void resize(int n);
+    ~Widget() { }
+private:
+    int n_;
+};
+void Widget::resize(int n) { n_ = n; }
+template <typename T>
+T max_of(T a, T b) { return a > b ? a : b; }
+}  // namespace inner
+}  // namespace outer
+
+extern "C" int c_entry(void) { return 0; }
+int main() { return 0; }
+"""
+
+A_C = """\
+#include <string.h>
+void copy_name(char *dst, const char *src) {
+    char buf[16];
+    strcpy(buf, src);
+    memcpy(dst, buf, 16);
+}
+
+int twice(int x) { return 2 * x; }
+"""
+
+B_CPP = """\
+namespace ns {
+struct S { int get() const { return v; } int v; };
+int helper(int *p) { if (!p) return -1; return *p; }
+}
+"""
+
+
+def _spans(source: str, lang: str) -> list[tuple[str, int, int]]:
+    return [(f.name, f.start_line, f.end_line) for f in split_functions(source, lang)]
+
+
+def test_split_c_functions() -> None:
+    assert _spans(C_SOURCE, "c") == [
+        ("add", 2, 5), ("copy", 7, 7), ("dbg", 10, 10), ("broken_inside", 13, 15), ("after", 17, 19),
+    ]
+    add = split_functions(C_SOURCE, "c")[0]
+    assert add.text == "static int add(int a, int b)\n{\n    return a + b;\n}"
+
+
+def test_split_cpp_nested_namespaces_and_classes() -> None:
+    assert _spans(CPP_SOURCE, "cpp") == [
+        ("size", 5, 5), ("~Widget", 7, 7), ("Widget::resize", 11, 11), ("max_of", 13, 13),
+        ("c_entry", 17, 17), ("main", 18, 18),
+    ]  # `void resize(int n);` is a declaration, not a definition
+
+
+def test_split_survives_a_syntax_error() -> None:
+    source = "int good1(void) { return 1; }\nint oops( {\nint good2(int y) {\n  return y * 2;\n}\n"
+    spans = split_functions(source, "c")
+    assert [(s.name, s.start_line, s.end_line) for s in spans] == [("good1", 1, 1), ("good2", 3, 5)]
+    assert spans[1].text == "int good2(int y) {\n  return y * 2;\n}"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sources")
+    (root / "src" / "sub").mkdir(parents=True)
+    (root / "src" / "a.c").write_text(A_C)
+    (root / "src" / "sub" / "b.cpp").write_text(B_CPP)
+    (root / "src" / "notes.txt").write_text("int not_code(void) { return 0; }\n")  # not a C/C++ suffix
+    jsonl = root / "functions.jsonl"
+    with jsonl.open("w") as handle:
+        for fn in split_functions(A_C, "c"):
+            handle.write(json.dumps({"id": f"j-{fn.name}", "func": fn.text, "target": 0, "lang": "c"}) + "\n")
+    return {"file": root / "src" / "a.c", "folder": root / "src", "jsonl": jsonl}
+
+
+def test_records_from_folder(sources: dict[str, Path]) -> None:
+    recs = records_from_input(sources["folder"])
+    assert [(Path(r.get("file")).name, r.get("function"), r.get("start_line")) for r in recs] == [
+        ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
+    assert [r.lang for r in recs] == ["c", "c", "cpp", "cpp"]
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        records_from_input(sources["folder"] / "missing.c")
+
+
+@pytest.fixture(scope="module", params=["gnn", "transformer", "fusion"])
+def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.ckpt of a tiny `streamguard fit` of each model kind (config.yaml next to it)."""
+    run = tmp_path_factory.mktemp(f"fit_{request.param}")
+    assert main(["fit", "--config", str(CONF / f"{request.param}.yaml"), "--trainer.default_root_dir", str(run),
+                 "--trainer.logger.init_args.save_dir", str(run)]) == 0
+    return run / "checkpoints" / "best.ckpt"
+
+
+def test_predict_file_folder_and_jsonl(checkpoint: Path, sources: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(sources["file"]), str(sources["folder"]),
+                 str(sources["jsonl"]), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    where = [(Path(r["file"]).name, r["function"], r["start_line"]) for r in rows]
+    assert where == [
+        ("a.c", "copy_name", 2), ("a.c", "twice", 8),                                  # --input a.c
+        ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3),  # folder
+        ("functions.jsonl", "j-copy_name", None), ("functions.jsonl", "j-twice", None),  # JSON Lines
+    ]
+    assert len({r["id"] for r in rows}) == 8  # a.c given twice: the repeat is scored too, under its own id
+    for row in rows:
+        assert 0.0 <= row["probability"] <= 1.0
+        assert row["label"] == int(row["probability"] >= 0.5)  # the model's default threshold
+    by_input = [[r["probability"] for r in rows[i:i + 2]] for i in (0, 2, 6)]
+    # the same function text gets the same score however it was given
+    assert by_input[1] == pytest.approx(by_input[0], abs=1e-5)
+    assert by_input[2] == pytest.approx(by_input[0], abs=1e-5)
+
+
+def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(sources["folder"]), "--output", str(out),
+                 "--threshold", "0"]) == 0
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id"]
+    assert [(Path(r["file"]).name, r["function"], int(r["start_line"])) for r in rows] == [
+        ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
+    assert all(r["label"] == "1" and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)  # threshold 0

@@ -335,7 +335,7 @@ class TokenDataModule(CodeDataModule):
     """Token ids with dynamic padding and length-bucketed batches (also under the balanced sampler).
 
     `tokenizer_name_or_path` loads a hub/local tokenizer; None trains a byte-level BPE of
-    `vocab_size` on the train split and saves it in `<run>/tokenizer` for test and predict.
+    `bpe_vocab_size` on the train split and saves it in `<run>/tokenizer` for test and predict.
     `fixed_padding` pads every batch to `max_length` (the CodeXGLUE script's way; for benchmarks).
     """
 
@@ -345,7 +345,7 @@ class TokenDataModule(CodeDataModule):
         self,
 
         tokenizer_name_or_path: str | None = None,
-        vocab_size: int = 8000,
+        bpe_vocab_size: int = 8000,
         max_length: int = 512,
         truncation: Literal["head", "head_tail"] = "head",
         bucketing: bool = True,
@@ -354,7 +354,7 @@ class TokenDataModule(CodeDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.token_features = TokenFeatures(tokenizer_name_or_path, vocab_size, max_length, truncation, self.cache_dir / "tokens")
+        self.token_features = TokenFeatures(tokenizer_name_or_path, bpe_vocab_size, max_length, truncation, self.cache_dir / "tokens")
 
     @property
     def tokenizer(self) -> Any:

@@ -22,6 +22,14 @@ TINY_GNN = {"hidden_dim": 16, "num_layers": 2, "token_buckets": 1024}
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """Tiny models on a 2-core machine: intra-op threads only contend (measured 100x slower when busy)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every test session caches graphs, tokens and the synthetic corpus in its own folder."""
     cache = tmp_path_factory.mktemp("sg_cache")

@@ -47,12 +47,14 @@ def plot_training_curves(output_dir: Path, models: list[str]) -> Path | None:
     drew = False
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, model in enumerate(models):
-        for run_dir in sorted((output_dir / model).glob("seed_*")):
+        # Run folders are seed_<n> or, with k-fold, seed_<n>/fold_<k>: the ones that hold events.
+        run_dirs = sorted({p.parent for p in (output_dir / model).glob("seed_*/**/events.out.tfevents.*")})
+        for run_dir in run_dirs:
             for ax, (tag, points) in zip(axes[0], _ordered(read_scalars(run_dir))):
                 if points:
                     steps, values = zip(*points)
                     ax.plot(steps, values, color=colours[i % len(colours)], alpha=0.8,
-                            label=f"{model} {run_dir.name}")
+                            label=f"{model} {run_dir.relative_to(output_dir / model).as_posix()}")
                     ax.set_title(tag)
                     drew = True
     if not drew:

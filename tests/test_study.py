@@ -1,0 +1,137 @@
+"""`streamguard study` / `report` on the tiny test configs (tests/conf): run layout, summary statistics,
+report and plots, resuming, k-fold, and fusion starting from the same seed's part checkpoints."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from streamguard_pl.cli import main
+from streamguard_pl.study import METRICS
+from streamguard_pl.study_plots import read_scalars
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+CONF = Path(__file__).resolve().parent / "conf"
+MODELS = ("transformer", "gnn", "fusion")
+SEEDS = (1, 2)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(argv: list[str]) -> str:
+    """Run the CLI and return what it printed (module fixtures cannot use capsys)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return out.getvalue()
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> tuple[Path, str]:
+    """3 models x 2 seeds, one short epoch each, on the 240-function corpus."""
+    out = tmp_path_factory.mktemp("study")
+    printed = _run(["study", "--models", *MODELS, "--seeds", *map(str, SEEDS), "--config-dir", str(CONF),
+                    "--output-dir", str(out), "--data-dir", str(tiny_corpus)])
+    return out, printed
+
+
+def test_every_run_has_its_outputs(study: tuple[Path, str], tiny_corpus: Path) -> None:
+    out, printed = study
+    assert printed.count("[study] run ") == len(MODELS) * len(SEEDS)
+    for model in MODELS:
+        for seed in SEEDS:
+            run = out / model / f"seed_{seed}"
+            assert (run / "checkpoints" / "best.ckpt").is_file(), run
+            assert list(run.glob("events.out.tfevents.*")), run
+            meta = _json(run / "training_metadata.json")
+            assert meta["status"] == "completed" and meta["seed"] == seed
+            assert meta["data"]["source"] == str(tiny_corpus)
+            result = _json(run / "run_result.json")
+            assert (result["model"], result["seed"], result["fold"], result["status"]) == (model, seed, None, "completed")
+            assert result["best_checkpoint"] == str(run / "checkpoints" / "best.ckpt")
+            assert set(METRICS) <= set(result["test"]) and all(0.0 <= result["test"][m] <= 1.0 for m in METRICS)
+            assert read_scalars(run)["val/f1"], run  # curves readable for the plots
+
+
+def test_summary_statistics(study: tuple[Path, str]) -> None:
+    out, _ = study
+    summary = _json(out / "production_summary.json")
+    assert list(summary["models"]) == list(MODELS) and summary["metrics"] == list(METRICS)
+    for model in MODELS:
+        entry = summary["models"][model]
+        results = [_json(out / model / f"seed_{s}" / "run_result.json")["test"] for s in SEEDS]
+        for metric in METRICS:
+            values = [r[metric] for r in results]
+            assert entry[metric]["mean"] == pytest.approx(statistics.fmean(values)), (model, metric)
+            assert entry[metric]["std"] == pytest.approx(statistics.stdev(values)), (model, metric)
+        assert entry["seeds"] == list(SEEDS) and entry["n_runs"] == len(SEEDS)
+        best = max(range(len(SEEDS)), key=lambda i: results[i]["f1"])
+        assert entry["best_seed"] == SEEDS[best] and entry["best_f1"] == pytest.approx(results[best]["f1"])
+    means = {m: summary["models"][m]["f1"]["mean"] for m in MODELS}
+    assert means[summary["best_model"]] == max(means.values())
+
+
+def test_report_and_plots(study: tuple[Path, str]) -> None:
+    out, printed = study
+    report = (out / "production_report.md").read_text()
+    assert f"[study] report: {out / 'production_report.md'}" in printed
+    summary = _json(out / "production_summary.json")
+    for model in MODELS:
+        f1 = summary["models"][model]["f1"]
+        assert f"| {model} | {len(SEEDS)} | {f1['mean']:.4f} ± {f1['std']:.4f} |" in report
+    for png in ("metrics_comparison.png", "training_curves.png"):
+        assert (out / png).read_bytes()[:8] == PNG
+        assert f"]({png})" in report
+    # `streamguard report` rebuilds the same summary from the run folders alone
+    (out / "production_summary.json").unlink()
+    _run(["report", "--output-dir", str(out)])
+    assert _json(out / "production_summary.json") == summary
+
+
+def test_fusion_starts_from_same_seed_parts(study: tuple[Path, str]) -> None:
+    out, _ = study
+    for seed in SEEDS:
+        ckpt = torch.load(out / "fusion" / f"seed_{seed}" / "checkpoints" / "best.ckpt", map_location="cpu",
+                          weights_only=False)
+        hp = ckpt["hyper_parameters"]
+        assert hp["transformer_ckpt"] == str(out / "transformer" / f"seed_{seed}" / "checkpoints" / "best.ckpt")
+        assert hp["gnn_ckpt"] == str(out / "gnn" / f"seed_{seed}" / "checkpoints" / "best.ckpt")
+        # the encoders are the parts' (sizes from tests/conf/gnn.yaml and transformer.yaml), not the fresh
+        # ones tests/conf/fusion.yaml would build (hidden 12 / 24)
+        assert hp["gnn"]["hidden_dim"] == 16 and hp["transformer"]["config"]["hidden_size"] == 32
+        assert ckpt["state_dict"]["graph.encoder.type_embedding.weight"].shape[1] == 16
+
+
+def test_rerun_skips_completed_runs(study: tuple[Path, str]) -> None:
+    out, _ = study
+    results = sorted(out.glob("*/seed_*/run_result.json"))
+    before = {p: p.stat().st_mtime_ns for p in results}
+    printed = _run(["study", "--models", *MODELS, "--seeds", *map(str, SEEDS), "--config-dir", str(CONF),
+                    "--output-dir", str(out)])
+    assert printed.count("[study] skip ") == len(MODELS) * len(SEEDS) and "[study] run " not in printed
+    assert {p: p.stat().st_mtime_ns for p in results} == before
+
+
+def test_folds(tmp_path: Path, tiny_corpus: Path) -> None:
+    printed = _run(["study", "--models", "gnn", "--seeds", "1", "--folds", "2", "--config-dir", str(CONF),
+                    "--output-dir", str(tmp_path), "--data-dir", str(tiny_corpus)])
+    assert printed.count("[study] run ") == 2
+    metas = [_json(tmp_path / "gnn" / "seed_1" / f"fold_{k}" / "training_metadata.json") for k in (0, 1)]
+    # each fold validates on a different half of train+valid (192 + 24 records)
+    assert sum(m["data"]["split_sizes"]["val"] for m in metas) == 216
+    assert metas[0]["data"]["fingerprint"] != metas[1]["data"]["fingerprint"]
+    for k in (0, 1):
+        result = _json(tmp_path / "gnn" / "seed_1" / f"fold_{k}" / "run_result.json")
+        assert result["fold"] == k and result["status"] == "completed"
+    assert (tmp_path / "training_curves.png").read_bytes()[:8] == PNG  # curves of fold runs too
+    entry = _json(tmp_path / "production_summary.json")["models"]["gnn"]
+    assert entry["n_runs"] == 2 and sorted(r["fold"] for r in entry["runs"]) == [0, 1]

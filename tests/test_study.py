@@ -109,6 +109,9 @@ def test_fusion_starts_from_same_seed_parts(study: tuple[Path, str]) -> None:
         # ones tests/conf/fusion.yaml would build (hidden 12 / 24)
         assert hp["gnn"]["hidden_dim"] == 16 and hp["transformer"]["config"]["hidden_size"] == 32
         assert ckpt["state_dict"]["graph.encoder.type_embedding.weight"].shape[1] == 16
+        # the fusion run's BPE tokenizer (trained on the same train split) gives the loaded encoder its own ids
+        part_tok = out / "transformer" / f"seed_{seed}" / "tokenizer" / "tokenizer.json"
+        assert (out / "fusion" / f"seed_{seed}" / "tokenizer" / "tokenizer.json").read_bytes() == part_tok.read_bytes()
 
 
 def test_rerun_skips_completed_runs(study: tuple[Path, str]) -> None:

@@ -6,6 +6,7 @@ the checkpoint's run folder) rebuilds the same features (graph settings, the sav
 from __future__ import annotations
 
 import argparse
+import importlib
 import csv
 import dataclasses
 import json
@@ -107,30 +108,53 @@ def records_from_input(path: Path) -> list[CodeRecord]:
 
 #: Arguments of the fit/validate/test subcommands that `streamguard fit` saves into config.yaml and the
 #: subcommand-less parser of `build_cli` rejects ("Option 'ckpt_path' is not accepted").
-_SUBCOMMAND_KEYS = ("ckpt_path", "weights_only", "verbose")
 
 
-def _model_config(config: Path) -> str:
-    """The run config as a YAML string without the subcommand arguments (study configs have none)."""
+def _run_config(config: Path) -> dict[str, Any]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{config}: not a run config (a YAML mapping with trainer/model/data)")
-    return yaml.safe_dump({k: v for k, v in cfg.items() if k not in _SUBCOMMAND_KEYS})
+    if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
+        raise ValueError(f"{config}: not a run config (a YAML mapping with model and data sections)")
+    return cfg
+
+
+def _model_class(spec: Any, config: Path) -> type:
+    """The LightningModule class named by the config (a dotted class_path or a bare class name)."""
+    from . import models
+
+    path = spec.get("class_path") if isinstance(spec, dict) else spec
+    if not isinstance(path, str):
+        raise ValueError(f"{config}: model.class_path missing")
+    module_name, _, name = path.rpartition(".")
+    module = importlib.import_module(module_name) if module_name else models
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, models.VulnerabilityClassifier)):
+        raise ValueError(f"{config}: model.class_path {path!r} is not a VulnerabilityClassifier")
+    return cls
 
 
 def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
-    """Model from the checkpoint and datamodule from the run's config (same features as in training)."""
-    from .cli import build_cli
+    """Model from the checkpoint alone; datamodule from the run's config (same features as in training).
+
+    The model is never built from the config first: a fusion run's part checkpoints need not exist
+    any more, because the fusion checkpoint's hyperparameters rebuild both encoders.
+    """
+    from jsonargparse import ArgumentParser
+
+    from .data.datamodules import CodeDataModule
     from .data.tokens import load_tokenizer
 
     run_dir = ckpt.resolve().parent.parent
     config = config or run_dir / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no run config at {config}: pass --config with the YAML the checkpoint was trained with")
-    cli = build_cli(["--config", _model_config(config), "--trainer.logger", "false", "--trainer.callbacks", "[]",
-                     "--trainer.default_root_dir", str(run_dir)])
-    model = type(cli.model).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    dm = cli.datamodule
+    cfg = _run_config(config)
+    model = _model_class(cfg["model"], config).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(CodeDataModule, "data", required=True)
+    data = cfg["data"]
+    if isinstance(data, dict):
+        data = {**data, "init_args": {**data.get("init_args", {}), "output_dir": str(run_dir)}}
+    dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
     saved_tokenizer = run_dir / "tokenizer"
     features = getattr(dm, "token_features", None)
     if features is not None and features.tokenizer_name_or_path is None and saved_tokenizer.is_dir():

@@ -154,4 +154,4 @@ class VulnerabilityClassifier(L.LightningModule):
         schedule = _SCHEDULES[self.hparams.scheduler]
         kwargs = {} if self.hparams.scheduler == "constant" else {"num_training_steps": total}
         scheduler = schedule(optimizer, num_warmup_steps=warmup, **kwargs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -115,7 +115,12 @@ class CodeDataModule(L.LightningDataModule):
         return self.cache_dir / "synthetic" / f"n{n}-seed{seed}-{_synthetic_version()}"
 
     def prepare_data(self) -> None:
-        """Generate the embedded corpus once (rank zero only); real data is read in place."""
+        """Once per node before setup: write what every rank then only reads (corpus, tokenizer)."""
+        self._ensure_corpus()
+        self.fit_features(self.load_records()["train"])
+
+    def _ensure_corpus(self) -> None:
+        """Generate the embedded corpus when no data_dir is given; real data is read in place."""
         if self.hparams.data_dir is None and not (self.source_dir / "train.jsonl").exists():
             synthetic.write_synthetic_corpus(self.source_dir, self.hparams.synthetic_size, self.hparams.synthetic_seed)
 
@@ -128,8 +133,7 @@ class CodeDataModule(L.LightningDataModule):
         """Read, validate, de-duplicate and split; idempotent."""
         if self.records:
             return self.records
-        if self.hparams.data_dir is None:
-            self.prepare_data()
+        self._ensure_corpus()
         hp = self.hparams
         train_files = self._files(hp.train_files)
         if not train_files:

@@ -87,4 +87,5 @@ def test_gpu_throughput_counts_the_model_it_trains() -> None:
     assert "2 timed steps after 1 warm-up" in out
     header = next(i for i, line in enumerate(out.splitlines()) if line.split()[:1] == ["samples/s"])
     samples_s, tokens_s = (number(c) for c in out.splitlines()[header + 1].split()[:2])
-    assert samples_s > 0 and tokens_s == pytest.approx(32 * samples_s, rel=0.01)
+    # samples/s is printed to 0.1 and tokens/s to 1: allow exactly that rounding (slow steps make samples/s small).
+    assert samples_s > 0 and tokens_s == pytest.approx(32 * samples_s, abs=32 * 0.05 + 0.5)

@@ -47,7 +47,7 @@ class TensorBoardExtras(Callback):
         probs, labels = torch.cat(self._probs), torch.cat(self._labels)
         step = trainer.global_step
         tb.add_pr_curve("val/pr_curve", labels, probs, global_step=step)
-        cm = BinaryConfusionMatrix(threshold=self.threshold)
+        cm = BinaryConfusionMatrix(threshold=self.threshold, sync_on_compute=False)  # rank zero alone: no all_gather
         cm.update(probs, labels)
         fig, _ = cm.plot(labels=["benign", "vulnerable"])
         tb.add_figure("val/confusion_matrix", fig, global_step=step, close=True)

@@ -291,7 +291,6 @@ class GraphDataModule(CodeDataModule):
 
     def __init__(
         self,
-
         edge_types: list[str] = list(EDGE_TYPES),
         reverse_edges: bool = False,
         max_nodes: int | None = 1000,
@@ -300,10 +299,7 @@ class GraphDataModule(CodeDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(
-            edge_types=tuple(edge_types), reverse_edges=reverse_edges, max_nodes=max_nodes,
-            token_buckets=token_buckets, lang=lang,
-        )
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
 
     @property
@@ -347,7 +343,6 @@ class TokenDataModule(CodeDataModule):
 
     def __init__(
         self,
-
         tokenizer_name_or_path: str | None = None,
         bpe_vocab_size: int = 8000,
         max_length: int = 512,
@@ -404,7 +399,6 @@ class FusionDataModule(TokenDataModule):
 
     def __init__(
         self,
-
         edge_types: list[str] = list(EDGE_TYPES),
         reverse_edges: bool = False,
         max_nodes: int | None = 1000,
@@ -414,10 +408,7 @@ class FusionDataModule(TokenDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(
-            edge_types=tuple(edge_types), reverse_edges=reverse_edges, max_nodes=max_nodes,
-            token_buckets=token_buckets, lang=lang,
-        )
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
         self.missing_graphs: dict[str, int] = {}
 

@@ -45,7 +45,7 @@ class StreamGuardCLI(LightningCLI):
                 cb.config = resolved
 
 
-def build_cli(args: list[str], run: bool = False) -> StreamGuardCLI:
+def build_cli(args: list[str] | None, run: bool = False) -> StreamGuardCLI:
     """LightningCLI over every VulnerabilityClassifier / CodeDataModule subclass (torchgeo style).
 
     `run=False` instantiates model, datamodule and trainer from `args` for Python callers (study).
@@ -64,13 +64,15 @@ def build_cli(args: list[str], run: bool = False) -> StreamGuardCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        build_cli([command, *rest], run=True)
+        # From the console, LightningCLI reads sys.argv itself (giving it args too makes it warn).
+        build_cli(None if from_console else [command, *rest], run=True)
         return 0
     if command == "data":
         if not rest or rest[0] != "synth":

@@ -1,5 +1,5 @@
 """Tests for streamguard_pl.data.synthetic: determinism, balance, valid C, and that the label is
-learnable from structure but not from a bag of tokens."""
+learnable from structure but not from a bag of tokens, at both difficulties."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tree_sitter as ts
 import tree_sitter_c as tsc
 
 from streamguard_pl.data.records import read_records
-from streamguard_pl.data.synthetic import CWE, FAMILIES, generate_records, main, write_synthetic_corpus
+from streamguard_pl.data.synthetic import CWE, DIFFICULTIES, FAMILIES, generate_records, main, write_synthetic_corpus
 
 pytest.importorskip("sklearn")  # the [dev] extra
 from sklearn.feature_extraction.text import CountVectorizer  # noqa: E402
@@ -26,9 +26,15 @@ C_TOKEN = r'"(?:\\.|[^"\\])*"' r"|'(?:\\.|[^'\\])*'|[A-Za-z_]\w*|\d+|->|\+\+|--|
 PARSER = ts.Parser(ts.Language(tsc.language()))
 
 
+@pytest.fixture(scope="module", params=DIFFICULTIES)
+def corpus(request: pytest.FixtureRequest) -> list[dict]:
+    """The same 4,000-function corpus at each difficulty: every corpus-wide contract holds for both."""
+    return generate_records(4000, seed=0, difficulty=request.param)
+
+
 @pytest.fixture(scope="module")
-def corpus() -> list[dict]:
-    return generate_records(4000, seed=0)
+def easy_and_hard() -> dict[str, list[dict]]:
+    return {d: generate_records(4000, seed=0, difficulty=d) for d in DIFFICULTIES}
 
 
 def _normalized(text: str) -> str:
@@ -50,13 +56,31 @@ def test_records_have_the_documented_schema(corpus: list[dict]) -> None:
         assert r["func"].endswith("}\n")
 
 
-def test_generation_is_deterministic_and_seeded() -> None:
-    a, b = generate_records(300, seed=7), generate_records(300, seed=7)
+@pytest.mark.parametrize("difficulty", DIFFICULTIES)
+def test_generation_is_deterministic_and_seeded(difficulty: str) -> None:
+    a, b = generate_records(300, seed=7, difficulty=difficulty), generate_records(300, seed=7, difficulty=difficulty)
     assert a == b
-    other = generate_records(300, seed=8)
+    other = generate_records(300, seed=8, difficulty=difficulty)
     assert sum(x["func"] != y["func"] for x, y in zip(a, other)) > 290
     # Each instance has its own random stream: a smaller corpus is a prefix of a larger one.
-    assert generate_records(100, seed=7) == a[:100]
+    assert generate_records(100, seed=7, difficulty=difficulty) == a[:100]
+
+
+def test_easy_is_the_default_and_differs_from_hard(easy_and_hard: dict[str, list[dict]]) -> None:
+    easy, hard = easy_and_hard["easy"], easy_and_hard["hard"]
+    assert generate_records(50, seed=0) == easy[:50]
+    assert [r["group"] for r in easy] == [r["group"] for r in hard]  # same families, same pairing
+    assert sum(e["func"] != h["func"] for e, h in zip(easy, hard)) > 3900
+    # Easy: less filler and fewer wrappers, so shorter functions (faster to train on, too).
+    mean_lines = {d: statistics.fmean(r["func"].count("\n") for r in c) for d, c in easy_and_hard.items()}
+    assert mean_lines["easy"] < mean_lines["hard"] - 2, mean_lines
+    # Easy uses the first two variants of each label and family; hard uses them all.
+    for fam in FAMILIES:
+        n_easy = len({r["variant"] for r in easy if r["family"] == fam})
+        n_hard = len({r["variant"] for r in hard if r["family"] == fam})
+        assert n_easy == 4 and n_hard >= 5, (fam, n_easy, n_hard)
+    with pytest.raises(ValueError, match="difficulty must be one of easy, hard; got 'medium'"):
+        generate_records(10, difficulty="medium")
 
 
 def test_families_are_interleaved_and_balanced(corpus: list[dict]) -> None:
@@ -207,14 +231,44 @@ def test_bag_of_tokens_cannot_read_the_label(corpus: list[dict]) -> None:
     train, test = _split(corpus)
     bow = CountVectorizer(token_pattern=C_TOKEN, ngram_range=(1, 2), lowercase=False)
     acc = _accuracy(bow, train, test)
-    print(f"\nbag of unigrams+bigrams: accuracy {acc:.3f}")
+    print(f"\nbag of unigrams+bigrams: accuracy {acc:.3f}")  # measured: easy 0.855, hard 0.762
     assert 0.6 < acc < 0.95
+
+
+_RISKY = ("strcpy", "sprintf", "strcat", "gets")
+
+
+def _token_sets(corpus: list[dict]) -> list[set[str]]:
+    return [set(re.findall(C_TOKEN, r["func"])) for r in corpus]
+
+
+def test_no_single_token_gives_the_label_away(corpus: list[dict]) -> None:
+    tokens, labels = _token_sets(corpus), [r["target"] for r in corpus]
+    best = 0.0
+    for tok in set().union(*tokens):
+        hits = sum((tok in s) == bool(y) for s, y in zip(tokens, labels)) / len(labels)
+        best = max(best, hits, 1 - hits)
+    assert best < 0.8  # measured: easy 0.71 ("sizeof", in most safe calls), hard 0.53
+
+
+def test_easy_has_a_soft_risky_api_cue_and_hard_has_none(easy_and_hard: dict[str, list[dict]]) -> None:
+    """Risky calls lean vulnerable (as in real code) but show up in fixed functions as well."""
+    for difficulty, corpus in easy_and_hard.items():
+        rate = {}
+        for label in (0, 1):
+            part = [s for s, r in zip(_token_sets(corpus), corpus) if r["target"] == label]
+            rate[label] = sum(any(api in s for api in _RISKY) for s in part) / len(part)
+        if difficulty == "hard":
+            assert rate == {0: 0.0, 1: 0.0}
+        else:  # measured: 0.76 of vulnerable, 0.29 of fixed functions
+            assert 0.65 < rate[1] < 0.9 and 0.15 < rate[0] < 0.4, rate
 
 
 def test_structure_aware_model_learns_the_label(corpus: list[dict]) -> None:
     train, test = _split(corpus)
     structural = _accuracy(CountVectorizer(analyzer=structure_features), train, test)
     bow = _accuracy(CountVectorizer(token_pattern=C_TOKEN, ngram_range=(1, 2), lowercase=False), train, test)
+    # measured: easy 0.942 (bag 0.855), hard 0.890 (bag 0.762)
     print(f"\nstructure-aware: accuracy {structural:.3f} (bag of tokens {bow:.3f})")
     assert structural > 0.6
     assert structural > bow + 0.05
@@ -261,6 +315,32 @@ def test_main_writes_three_files_and_prints_a_line_per_split(tmp_path: Path, cap
     assert printed[0].startswith("train: 80 functions (40 vulnerable, 40 fixed")
     counts = {p.name: len(_jsonl(p)) for p in out.glob("*.jsonl")}
     assert counts == {"train.jsonl": 80, "valid.jsonl": 10, "test.jsonl": 10}
+
+
+def test_difficulty_reaches_the_files_the_cli_and_the_datamodule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    paths = write_synthetic_corpus(tmp_path / "w", n=60, seed=1, difficulty="hard")
+    written = sorted((r for p in paths.values() for r in _jsonl(p)), key=lambda r: r["id"])
+    assert written == generate_records(60, seed=1, difficulty="hard")
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["difficulty"] == "hard"
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        write_synthetic_corpus(tmp_path / "bad", n=10, difficulty="nope")
+    assert not (tmp_path / "bad").exists()
+
+    assert main(["--n", "40", "--out", str(tmp_path / "cli"), "--difficulty", "hard"]) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["difficulty"] == "hard"
+    with pytest.raises(SystemExit):
+        main(["--n", "40", "--out", str(tmp_path / "cli2"), "--difficulty", "medium"])
+    assert "invalid choice: 'medium'" in capsys.readouterr().err
+
+    from streamguard_pl.data.datamodules import CodeDataModule
+
+    funcs = {}
+    for level in DIFFICULTIES:
+        dm = CodeDataModule(synthetic_size=40, synthetic_difficulty=level, cache_dir=str(tmp_path / "cache"))
+        assert f"-{level}-" in dm.source_dir.name  # each difficulty has its own cached corpus
+        funcs[level] = {r.func for recs in dm.load_records().values() for r in recs}
+        assert funcs[level] == {r["func"] for r in generate_records(40, difficulty=level)}
+    assert not funcs["easy"] & funcs["hard"]
 
 
 def test_main_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from streamguard_pl.data.records import CodeRecord, split_records, write_records_jsonl
 from streamguard_pl.jsonsafe import atomic_write_json, read_json
 
-__all__ = ["FAMILIES", "CWE", "generate_records", "write_synthetic_corpus", "main"]
+__all__ = ["FAMILIES", "CWE", "DIFFICULTIES", "generate_records", "write_synthetic_corpus", "main"]
 
 Stmt = list[str]  # the lines of one statement, indented relative to its enclosing block
 Variants = dict[str, list[Stmt]]
@@ -608,6 +608,68 @@ _FILLERS: tuple[Callable[[_Fn], Stmt], ...] = (
 )
 
 
+# ----------------------------------------------------------------------------- soft API cues (easy)
+# Real vulnerable code leans on risky APIs (strcpy, sprintf, gets, atoi ...) more often than fixed
+# code does, yet both use them and so does benign code. The easy corpus gives each instance one
+# such call, risky with probability `cue_rate` in the vulnerable rendering and `1 - cue_rate` in the
+# fixed one, and puts risky calls on constant data into shared filler: a soft token signal a model
+# picks up quickly, next to the structural one, without any single token deciding the label.
+
+_CUES: tuple[tuple[str, str], ...] = (
+    ("strcpy({s}, {src});", "strncpy({s}, {src}, sizeof({s}) - 1);"),
+    ('sprintf({s}, "%s", {src});', 'snprintf({s}, sizeof({s}), "%s", {src});'),
+    ("strcat({s}, {src});", "strncat({s}, {src}, sizeof({s}) - strlen({s}) - 1);"),
+    ("gets({s});", "fgets({s}, sizeof({s}), stdin);"),
+    ('sscanf({src}, "%s", {s});', 'sscanf({src}, "%31s", {s});'),
+    ("strcpy({s}, {src});", "strlcpy({s}, {src}, sizeof({s}));"),
+)
+
+
+_CUE_SIZES = ("32", "64", "128", "256", "BUF_SIZE", "PATH_LEN", "LINE_MAX")
+
+
+def _draw_cue(b: _Fn) -> tuple[str, str]:
+    """One (risky, safe) call on a scratch buffer and a string parameter, shared by both renderings."""
+    s = b.fresh(_POOLS["buf"])
+    b.decls.append(f"char {s}[{b.rng.choice(_CUE_SIZES)}];")  # >= 32, so "%31s" is the safe width
+    src = b.param("cue_src", "const char *", pool="label")
+    risky, safe = b.rng.choice(_CUES)
+    return risky.format(s=s, src=src), safe.format(s=s, src=src)
+
+
+def _f_const_copy(b: _Fn) -> Stmt:
+    """A risky API on constant data: benign, and in both renderings (so the API alone is no proof)."""
+    s = b.fresh(_POOLS["buf"])
+    b.decls.append(f"char {s}[{b.rng.choice(_SIZES)}];")
+    text = b.rng.choice(_LOG_TEXTS)
+    return [b.rng.choice((f'strcpy({s}, "{text}");', f'sprintf({s}, "%d", {b.ctx()}->{b.ifield()});',
+                          f'strcat({s}, "/");', f'strcpy({s}, "");'))]
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """How hard the corpus is: amount of filler, wrappers, and the soft API cue."""
+
+    pre_fillers: tuple[int, ...]
+    post_fillers: tuple[int, ...]
+    wrappers: tuple[str, ...]
+    cue_rate: float | None  # P(risky call | vulnerable) = P(safe call | fixed); None: no cue statement
+    const_copy_rate: float = 0.0  # chance of one risky-API-on-a-constant filler (shared by both renderings)
+    max_variants: int | None = None  # use only the first k variants of each label per family
+
+
+PROFILES: dict[str, _Profile] = {
+    # Demo default: less filler, fewer wrappers, two variants per label and family, plus the soft API
+    # cue. Measured at demo size (1,600 train functions, CPU): a GGNN reaches ~0.9 accuracy in
+    # 8 epochs, a 2-layer RoBERTa ~0.8 (mostly from the cue); a bag of unigrams+bigrams ~0.86.
+    "easy": _Profile((0, 0, 1), (0,), ("none",) * 6 + ("if", "else", "do", "switch"), 0.85, 0.2, 2),
+    # Order and data flow only; the structure probe in the tests is tuned on this one.
+    "hard": _Profile((0, 0, 1, 1, 2, 2, 3, 4, 5), (0, 0, 1, 1, 2, 3), ("none", "none", "none", "if", "else", "do", "switch"),
+                     None),
+}
+DIFFICULTIES: tuple[str, ...] = tuple(PROFILES)
+
+
 @dataclass(frozen=True)
 class _Wrapper:
     """The control flow around the family's statements, drawn once so both renderings share it."""
@@ -617,8 +679,8 @@ class _Wrapper:
     alt: Stmt = field(default_factory=list)
 
 
-def _draw_wrapper(b: _Fn) -> _Wrapper:
-    kind = b.rng.choice(("none", "none", "none", "if", "else", "do", "switch"))
+def _draw_wrapper(b: _Fn, kinds: Sequence[str]) -> _Wrapper:
+    kind = b.rng.choice(kinds)
     if kind == "none":
         return _Wrapper()
     mode = b.param("flags", "int")
@@ -668,7 +730,7 @@ def _render(b: _Fn, body: list[Stmt], gap: bool) -> str:
     return "\n".join([f"{b.ret_type} {b.fname}({params})", "{", *_indent([*head, *lines], b.tab), *tail, "}"]) + "\n"
 
 
-def _instance(family: str, rng: random.Random) -> _Instance:
+def _instance(family: str, rng: random.Random, profile: _Profile) -> _Instance:
     """Draw one template instance and render it once with a vulnerable and once with a fixed variant."""
     b = _Fn(rng)
     if rng.random() < 0.6:
@@ -676,15 +738,26 @@ def _instance(family: str, rng: random.Random) -> _Instance:
     if b.goto:
         b.rc()
     vuln, fixed = _FAMILY_TABLE[family].build(b)
+    if profile.max_variants:
+        vuln, fixed = (dict(list(v.items())[: profile.max_variants]) for v in (vuln, fixed))
     v_name, f_name = rng.choice(list(vuln)), rng.choice(list(fixed))
     # A NULL guard on the context goes first: placed after a use it would be a null_deref itself.
     guard = [b.if_(f"{b.ctx()} == NULL", [b.fail()])] if rng.random() < 0.3 else []
-    pre = guard + [rng.choice(_FILLERS)(b) for _ in range(rng.choice((0, 0, 1, 1, 2, 2, 3, 4, 5)))]
-    post = [rng.choice(_FILLERS)(b) for _ in range(rng.choice((0, 0, 1, 1, 2, 3)))]
-    wrapper = _draw_wrapper(b)
+    pre = guard + [rng.choice(_FILLERS)(b) for _ in range(rng.choice(profile.pre_fillers))]
+    post = [rng.choice(_FILLERS)(b) for _ in range(rng.choice(profile.post_fillers))]
+    wrapper = _draw_wrapper(b, profile.wrappers)
     gap = rng.random() < 0.6
-    v_src = _render(b, [*pre, *_wrap(b, vuln[v_name], wrapper), *post], gap)
-    f_src = _render(b, [*pre, *_wrap(b, fixed[f_name], wrapper), *post], gap)
+    v_pre, f_pre = pre, pre
+    if profile.cue_rate is not None:
+        if rng.random() < profile.const_copy_rate:
+            pre.insert(rng.randint(len(guard), len(pre)), _f_const_copy(b))
+        risky, safe = _draw_cue(b)
+        at = rng.randint(len(guard), len(pre))
+        v_cue = risky if rng.random() < profile.cue_rate else safe
+        f_cue = safe if rng.random() < profile.cue_rate else risky
+        v_pre, f_pre = [*pre[:at], [v_cue], *pre[at:]], [*pre[:at], [f_cue], *pre[at:]]
+    v_src = _render(b, [*v_pre, *_wrap(b, vuln[v_name], wrapper), *post], gap)
+    f_src = _render(b, [*f_pre, *_wrap(b, fixed[f_name], wrapper), *post], gap)
     return _Instance(family, (v_name, v_src), (f_name, f_src))
 
 
@@ -703,15 +776,26 @@ def _check_families(families: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def generate_records(n: int, seed: int = 0, families: Sequence[str] | None = None) -> list[dict]:
+def _check_difficulty(difficulty: str) -> _Profile:
+    if difficulty not in PROFILES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}; got {difficulty!r}")
+    return PROFILES[difficulty]
+
+
+def generate_records(
+    n: int, seed: int = 0, families: Sequence[str] | None = None, difficulty: str = "easy"
+) -> list[dict]:
     """``n`` labelled functions: pairs (vulnerable + fixed) of one template instance share a ``group``.
 
-    Deterministic for (n, seed, families); instance ``g`` uses family ``families[g % len]`` and its own
-    random stream, so a smaller corpus is a prefix of a larger one (up to the last, unpaired record).
+    Deterministic for (n, seed, families, difficulty); instance ``g`` uses family ``families[g % len]``
+    and its own random stream, so a smaller corpus is a prefix of a larger one (up to the last,
+    unpaired record). ``difficulty``: "easy" (short functions plus a soft risky-API cue, what small
+    models learn in a CPU minute) or "hard" (statement order and data flow only).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     chosen = _check_families(families)
+    profile = _check_difficulty(difficulty)
     records: list[dict] = []
     seen: dict[str, int] = {}
     g = 0
@@ -719,7 +803,7 @@ def generate_records(n: int, seed: int = 0, families: Sequence[str] | None = Non
         family = chosen[g % len(chosen)]
         for attempt in range(_MAX_ATTEMPTS):
             rng = random.Random(f"synthetic:{seed}:{g}:{attempt}")
-            inst = _instance(family, rng)
+            inst = _instance(family, rng, profile)
             keys = (_normalized(inst.vuln[1]), _normalized(inst.fixed[1]))
             if keys[0] != keys[1] and not any(k in seen for k in keys):
                 break
@@ -753,8 +837,11 @@ def _to_record(d: dict) -> CodeRecord:
     return CodeRecord(id=d["id"], func=d["func"], target=d["target"], lang=d["lang"], meta=meta)
 
 
-def _summary(parts: dict[str, list[dict]], n: int, seed: int, fractions: Sequence[float]) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": n, "seed": seed, "fractions": list(fractions), "files": dict(SPLIT_FILES), "splits": {}}
+def _summary(
+    parts: dict[str, list[dict]], n: int, seed: int, fractions: Sequence[float], difficulty: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": n, "seed": seed, "difficulty": difficulty, "fractions": list(fractions),
+                           "files": dict(SPLIT_FILES), "splits": {}}
     for name, recs in parts.items():
         fam = Counter(r["family"] for r in recs)
         fam_label = Counter((r["family"], r["target"]) for r in recs)
@@ -772,20 +859,22 @@ def write_synthetic_corpus(
     n: int = 4000,
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    difficulty: str = "easy",
 ) -> dict[str, Path]:
     """Write train/valid/test JSON Lines plus summary.json; splits are grouped and label-stratified.
 
     Grouping by template instance keeps the vulnerable and fixed renderings of one instance in the same
     split, so a test score measures generalisation to unseen instances, not recall of a near-twin.
     """
+    _check_difficulty(difficulty)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = generate_records(n, seed)
+    records = generate_records(n, seed, difficulty=difficulty)
     by_id = {r["id"]: r for r in records}
     split = split_records([_to_record(r) for r in records], fractions, group_field="group", seed=seed)
     parts = {name: [by_id[r.id] for r in recs] for name, recs in split.items()}
     paths = {name: write_records_jsonl(parts[name], out / fname) for name, fname in SPLIT_FILES.items()}
-    atomic_write_json(out / "summary.json", _summary(parts, n, seed, fractions))
+    atomic_write_json(out / "summary.json", _summary(parts, n, seed, fractions, difficulty))
     return paths
 
 
@@ -795,12 +884,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=4000, help="number of functions (default 4000)")
     ap.add_argument("--out", required=True, help="output folder for train/valid/test.jsonl and summary.json")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--difficulty", choices=DIFFICULTIES, default="easy",
+                    help="easy: short functions with a soft risky-API cue (default); hard: order and data flow only")
     ap.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"))
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error(f"--n must be at least 1, got {args.n}")
     try:
-        paths = write_synthetic_corpus(args.out, args.n, args.seed, tuple(args.fractions))
+        paths = write_synthetic_corpus(args.out, args.n, args.seed, tuple(args.fractions), args.difficulty)
     except ValueError as exc:
         ap.error(str(exc))
     summary = read_json(Path(args.out) / "summary.json")["splits"]

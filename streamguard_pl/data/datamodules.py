@@ -57,6 +57,8 @@ class CodeDataModule(L.LightningDataModule):
         train_files / val_files / test_files: glob patterns inside `data_dir`. A split whose pattern is
             None or matches nothing is carved out of train by `split` (grouped by `group_field`).
         num_folds / fold: stratified (grouped) k-fold over train+val instead of the fixed validation split.
+        synthetic_size / synthetic_seed / synthetic_difficulty: the embedded corpus when `data_dir` is None
+            ("easy": what demo-size models learn in a CPU minute; "hard": statement order and data flow only).
         max_records: cap per split (seeded, label-stratified sample) for quick runs.
         balanced_sampler: class-balanced WeightedRandomSampler for training.
         on_error: "raise" on the first bad record, or "skip" it (counted in `data_summary()`).
@@ -77,6 +79,7 @@ class CodeDataModule(L.LightningDataModule):
         seed: int = 42,
         synthetic_size: int = 2000,
         synthetic_seed: int = 0,
+        synthetic_difficulty: Literal["easy", "hard"] = "easy",
         max_records: int | None = None,
         batch_size: int | str = 32,
         eval_batch_size: int | None = None,
@@ -111,8 +114,8 @@ class CodeDataModule(L.LightningDataModule):
             if not path.exists() and str(self.hparams.data_dir) in NAMED_DATASETS:
                 return NAMED_DATASETS[str(self.hparams.data_dir)]()
             return path
-        n, seed = self.hparams.synthetic_size, self.hparams.synthetic_seed
-        return self.cache_dir / "synthetic" / f"n{n}-seed{seed}-{_synthetic_version()}"
+        n, seed, level = self.hparams.synthetic_size, self.hparams.synthetic_seed, self.hparams.synthetic_difficulty
+        return self.cache_dir / "synthetic" / f"n{n}-seed{seed}-{level}-{_synthetic_version()}"
 
     def prepare_data(self) -> None:
         """Once per node before setup: write what every rank then only reads (corpus, tokenizer)."""
@@ -122,7 +125,8 @@ class CodeDataModule(L.LightningDataModule):
     def _ensure_corpus(self) -> None:
         """Generate the embedded corpus when no data_dir is given; real data is read in place."""
         if self.hparams.data_dir is None and not (self.source_dir / "train.jsonl").exists():
-            synthetic.write_synthetic_corpus(self.source_dir, self.hparams.synthetic_size, self.hparams.synthetic_seed)
+            synthetic.write_synthetic_corpus(self.source_dir, self.hparams.synthetic_size, self.hparams.synthetic_seed,
+                                             difficulty=self.hparams.synthetic_difficulty)
 
     def _files(self, pattern: str | None) -> list[str]:
         if pattern is None:

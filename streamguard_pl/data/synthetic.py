@@ -8,6 +8,12 @@ the copy, free then use vs use then free, a guard on the wrong variable). A bag 
 therefore sees nearly identical counts in both classes, while statement order and data flow decide the
 label. A few variants do differ by a token (``printf(s)`` vs ``printf("%s", s)``, ``<`` vs ``<=``) and the
 same tokens are sprinkled through benign filler of both classes, so no single token gives the label away.
+
+Two difficulties (``PROFILES``). "hard" is the above alone. "easy", the default and what the demo
+configs train on, keeps it but with less filler and two variants per label and family, and adds the
+soft token signal real code has: one risky-API call per instance (strcpy, sprintf, gets ...) that is
+risky in 85% of vulnerable and 15% of fixed renderings, plus risky calls on constants in shared filler.
+Small models learn "easy" in a CPU minute; a bag of tokens still stays well below 0.95 accuracy.
 """
 
 from __future__ import annotations

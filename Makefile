@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# One torch thread: for the demo's small models it is ~4x faster on 2 cores than torch's default.
 demo: venv
-	$(VENV)/bin/streamguard demo --output-dir outputs/demo
+	OMP_NUM_THREADS=1 $(VENV)/bin/streamguard demo --output-dir outputs/demo
 
 test: venv
 	$(PY) -m pytest -m "not slow" -q

@@ -43,7 +43,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from streamguard_pl.data.synthetic import write_synthetic_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")
-    write_synthetic_corpus(out, n=240, seed=0)
+    write_synthetic_corpus(out, n=240, seed=0, difficulty="hard")  # the corpus these tests were tuned on
     return out
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+
+from _trainers import quiet_trainer
 import torch
 from torch_geometric.data import Batch
 
@@ -22,15 +24,6 @@ from streamguard_pl.models import GNNClassifier
 
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}
 BUCKETS = 1024  # tests/conftest.py TINY_GNN
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on 2 shared, busy cores spin against each other (~100x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_corpus(folder: Path, n_neg: int, n_pos: int, seed: int = 1, name: str = "train.jsonl") -> list[dict]:
@@ -49,10 +42,7 @@ def ids(records: list[CodeRecord]) -> set[str]:
 
 
 def trainer(tmp_path: Path, **kw) -> L.Trainer:
-    opts = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                enable_checkpointing=False, default_root_dir=str(tmp_path))
-    opts.update(kw)
-    return L.Trainer(**opts)
+    return quiet_trainer(tmp_path, **kw)
 
 
 # ---------------------------------------------------------------------------- records and splits

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+
+from _trainers import quiet_trainer
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -18,20 +20,8 @@ TOKENS = {"bpe_vocab_size": 400, "max_length": 128}
 BUCKETS = 1024
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on 2 shared, busy cores spin against each other (~100x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def trainer(tmp_path: Path, **kw) -> L.Trainer:
-    opts = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                enable_checkpointing=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0)
-    opts.update(kw)
-    return L.Trainer(**opts)
+    return quiet_trainer(tmp_path, **{"num_sanity_val_steps": 0, **kw})
 
 
 @pytest.fixture(scope="module")

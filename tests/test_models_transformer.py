@@ -7,6 +7,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+
+from _trainers import quiet_trainer
 import torch
 from lightning.pytorch.callbacks import Callback
 from transformers import AutoConfig, AutoModel
@@ -19,20 +21,8 @@ from streamguard_pl.models import TransformerClassifier
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}  # 128 fits TINY_ROBERTA's 130 positions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on 2 shared, busy cores spin against each other (~100x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def trainer(tmp_path: Path, **kw) -> L.Trainer:
-    opts = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                enable_checkpointing=False, default_root_dir=str(tmp_path))
-    opts.update(kw)
-    return L.Trainer(**opts)
+    return quiet_trainer(tmp_path, **kw)
 
 
 class LossLog(Callback):

@@ -93,14 +93,12 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
     metrics = {k.removeprefix("test/"): float(v) for k, v in (tested[0] if tested else {}).items()}
     result = {
         "model": spec.model, "seed": spec.seed, "fold": spec.fold,
-        "status": "collapsed" if _collapsed(cli.trainer) else "completed",
+        # A collapsed run is finished too (CollapseDetection stopped it); the flag says so.
+        "status": "completed", "collapsed": _collapsed(cli.trainer),
         "test": metrics, "best_checkpoint": best,
         "best_val_f1": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
     }
-    if result["status"] == "collapsed":
-        result["status"] = "completed"  # a collapsed run is finished, and reported as such
-        result["collapsed"] = True
     atomic_write_json(spec.run_dir / RUN_RESULT, result)
     return result
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import random
 from pathlib import Path
@@ -37,7 +36,6 @@ from .records import (
 )
 from .tokens import LengthBucketBatchSampler
 
-log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 #: `data_dir: juliet` / `data_dir: devign` read the shared copies in place (locations.py says where).
 NAMED_DATASETS = {"juliet": juliet_dir, "devign": devign_dir}
@@ -197,7 +195,7 @@ class CodeDataModule(L.LightningDataModule):
         for r in records:
             by_label.setdefault(r.target, []).append(r)
         out: list[CodeRecord] = []
-        for label, group in sorted(by_label.items()):
+        for _, group in sorted(by_label.items()):
             out.extend(rng.sample(group, max(1, round(n * len(group) / len(records)))))
         rng.shuffle(out)
         return out[:n]

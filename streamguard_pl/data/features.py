@@ -113,7 +113,8 @@ class FusionDataset(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [int(self.tokens[p]["label"]) for p in self.positions]
+        labels = self.tokens.labels
+        return [int(labels[p]) for p in self.positions]
 
 
 def placeholder_graph(label: int, index: int, rid: str = "") -> Data:

@@ -96,7 +96,9 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
         # A collapsed run is finished too (CollapseDetection stopped it); the flag says so.
         "status": "completed", "collapsed": _collapsed(cli.trainer),
         "test": metrics, "best_checkpoint": best,
-        "best_val_f1": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
+        # Named by what the checkpoint callback monitored (val/accuracy on Devign, val/f1 on Juliet).
+        "monitor": getattr(ckpt, "monitor", None),
+        "best_val_score": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
     }
     atomic_write_json(spec.run_dir / RUN_RESULT, result)

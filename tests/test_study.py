@@ -58,6 +58,7 @@ def test_every_run_has_its_outputs(study: tuple[Path, str], tiny_corpus: Path) -
             result = _json(run / "run_result.json")
             assert (result["model"], result["seed"], result["fold"], result["status"]) == (model, seed, None, "completed")
             assert result["best_checkpoint"] == str(run / "checkpoints" / "best.ckpt")
+            assert result["monitor"] == "val/f1" and 0.0 <= result["best_val_score"] <= 1.0
             assert set(METRICS) <= set(result["test"]) and all(0.0 <= result["test"][m] <= 1.0 for m in METRICS)
             assert read_scalars(run)["val/f1"], run  # curves readable for the plots
 

@@ -146,6 +146,18 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
     assert OUR_CALLBACKS <= {type(cb) for cb in trainer.callbacks}
 
 
+GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens")
+
+
+@pytest.mark.parametrize("folder", sorted({p.parent for p in CONFIGS if (p.parent / "fusion.yaml").is_file()
+                                           and (p.parent / "gnn.yaml").is_file()}), ids=lambda p: p.name)
+def test_fusion_builds_the_graphs_its_gnn_part_was_trained_on(folder: Path, parser: Any) -> None:
+    """A fusion loads the GNN part's checkpoint: other graph settings would feed it features it never saw."""
+    gnn = parser.parse_args(["--config", str(folder / "gnn.yaml")])["data"]["init_args"]
+    fusion = parser.parse_args(["--config", str(folder / "fusion.yaml")])["data"]["init_args"]
+    assert {k: fusion[k] for k in GRAPH_SETTINGS} == {k: gnn[k] for k in GRAPH_SETTINGS}
+
+
 def test_full_size_values_reach_the_objects(parser: Any, tiny_pretrained: Path, tmp_path: Path) -> None:
     """The promised values are what the instantiated model/datamodule/trainer actually use."""
     built = {}

@@ -19,6 +19,7 @@ from streamguard_pl.data.graphs import (
     build_graphs,
     graph_statistics,
     load_pt_graphs,
+    subwords,
 )
 from streamguard_pl.data.records import CodeRecord
 
@@ -227,6 +228,24 @@ def test_token_ids_reserve_zero_and_one_and_hash_stably():
     assert set(small.data.x[:, 1].tolist()) <= {0, 1, 2}
 
 
+def test_subtoken_columns_hold_the_pieces_of_compound_names_only() -> None:
+    src = 'int f(AVCodecContext *avctx, int buf_size) { if (avctx->frame_size > buf_size) log_err("bad size"); return 0; }'
+    plain, sub = Graph(src), Graph(src, GraphConfig(subtokens=2))
+    x = sub.data.x
+    assert x.shape == (plain.data.x.size(0), 4)
+    assert torch.equal(x[:, :2], plain.data.x)  # whole-token features unchanged
+    buf_size = x[sub.find("identifier", "buf_size")].tolist()
+    frame_size = x[sub.find("field_identifier", "frame_size")].tolist()
+    assert buf_size[3] == frame_size[3] > 1  # the shared piece "size"
+    assert len({buf_size[1], buf_size[2], buf_size[3]}) == 3  # whole name, "buf", "size" all differ
+    assert x[sub.find("identifier", "avctx"), 2:].tolist() == [0, 0]  # one piece: the whole token says it
+    ctx = x[sub.find("type_identifier", "AVCodecContext"), 2:].tolist()
+    assert 0 not in ctx and len(set(ctx)) == 2  # av, codec (context cut off by subtokens=2)
+    inner = sorted({s for s, _ in sub.edges("ast")})
+    assert x[inner, 1:].abs().sum() == 0
+    assert subwords(b"HTTPServer2") == [b"http", b"server", b"2"] and subwords(b"len") == []
+
+
 # ------------------------------------------------------------------------------------------ options
 
 
@@ -307,10 +326,13 @@ def test_config_validation_and_builder_pickles():
         GraphConfig(token_buckets=2)
     with pytest.raises(ValueError, match="lang"):
         GraphConfig(lang="java")
+    with pytest.raises(ValueError, match="subtokens"):
+        GraphConfig(subtokens=-1)
     with pytest.raises(GraphBuildError, match="lang"):
         GraphBuilder().build(LOOPS, "java")
     assert GraphConfig(edge_types=("dfg", "ast")).fingerprint() == GraphConfig(edge_types=("ast", "dfg")).fingerprint()
     assert GraphConfig().fingerprint() != GraphConfig(max_nodes=999).fingerprint()
+    assert GraphConfig().fingerprint() != GraphConfig(subtokens=2).fingerprint()
     clone = pickle.loads(pickle.dumps(GraphBuilder(GraphConfig(reverse_edges=True))))
     assert clone.config.reverse_edges and clone.build(LOOPS).edge_index.size(1) > 0
 

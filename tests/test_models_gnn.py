@@ -136,3 +136,27 @@ def test_validation_logs_metrics_for_the_whole_split(graph_dm, tmp_path, tiny_gn
             labels.append(batch.y.view(-1))
     acc = (torch.cat(preds).long() == torch.cat(labels)).float().mean()
     assert metrics["val/accuracy"] == pytest.approx(float(acc), abs=1e-6)
+
+
+def test_subtoken_columns_feed_the_same_token_table(tiny_corpus, tmp_path, tiny_gnn) -> None:
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=BUCKETS, subtokens=3,
+                         output_dir=str(tmp_path))
+    model = GNNClassifier(**tiny_gnn)
+    log = LossLog()
+    trainer(tmp_path, fast_dev_run=2, callbacks=[log]).fit(model, dm)
+    assert len(log.losses) == 2 and all(torch.isfinite(torch.tensor(log.losses)))
+    batch = first_batch(dm)
+    assert batch.x.size(1) == 5 and (batch.x[:, 2:] > 0).any()
+    enc = model.encoder.eval()
+    table = enc.token_embedding.weight
+    whole_only = batch.x[:, 1:2]
+    # A node's token vector is the mean over its whole token and its pieces (0 = none, left out).
+    rows = batch.x[:, 1:]
+    expect = torch.stack([table[r[r > 0]].mean(0) if (r > 0).any() else torch.zeros(table.size(1)) for r in rows])
+    assert torch.allclose(enc.token_embedding(rows), expect, atol=1e-6)
+    assert torch.allclose(enc.token_embedding(whole_only), table[batch.x[:, 1]])  # two-column graphs: a lookup
+    with torch.no_grad():
+        no_pieces = batch.clone()
+        no_pieces.x = batch.x.clone()
+        no_pieces.x[:, 2:] = 0
+        assert not torch.allclose(model(batch), model(no_pieces))  # the model reads the pieces

@@ -286,7 +286,8 @@ class GraphDataModule(CodeDataModule):
     """Tree-sitter graphs batched by PyG; writes `graph_statistics.json` into the run folder.
 
     `token_buckets` and the edge settings must match the GNN's (`num_edge_types` >= `len(edge_types)`,
-    doubled with `reverse_edges`); the model checks this at setup.
+    doubled with `reverse_edges`); the model checks this at setup. `subtokens=k` adds the hashed
+    sub-words of each identifier (up to k) to its node features; the GNN needs no setting for it.
     """
 
     model_type = "gnn"
@@ -298,10 +299,11 @@ class GraphDataModule(CodeDataModule):
         max_nodes: int | None = 1000,
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
+        subtokens: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang)
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
 
     @property
@@ -406,11 +408,12 @@ class FusionDataModule(TokenDataModule):
         max_nodes: int | None = 1000,
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
+        subtokens: int = 0,
         missing_graph: Literal["drop", "placeholder"] = "drop",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang)
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
         self.missing_graphs: dict[str, int] = {}
 
@@ -423,7 +426,7 @@ class FusionDataModule(TokenDataModule):
         positions = []
         for pos, rec in enumerate(records):
             if pos not in by_index and self.hparams.missing_graph == "placeholder":
-                by_index[pos] = placeholder_graph(rec.target, pos, rec.id)
+                by_index[pos] = placeholder_graph(rec.target, pos, rec.id, 2 + self.graph_config.subtokens)
             if pos in by_index:
                 positions.append(pos)
         self.missing_graphs[split] = len(records) - len(self.graph_features.graphs[split])

@@ -117,17 +117,18 @@ class FusionDataset(Dataset):
         return [int(labels[p]) for p in self.positions]
 
 
-def placeholder_graph(label: int, index: int, rid: str = "") -> Data:
+def placeholder_graph(label: int, index: int, rid: str = "", width: int = 2) -> Data:
     """One `<unk>` node, no edges: what `missing_graph: placeholder` substitutes for an unparsable record.
 
-    It carries every attribute a built graph has (rid, num_error_nodes, truncated, lang): PyG
-    collates the keys of the first graph of a batch, so a missing one is a KeyError mid-epoch.
+    It carries every attribute a built graph has (rid, num_error_nodes, truncated, lang) and the
+    same feature width (2 + subtokens): PyG collates the keys of the first graph of a batch, so a
+    missing one is a KeyError mid-epoch, and a narrower x cannot be concatenated.
     """
     from .graphs import NODE_TYPES
 
     unk = NODE_TYPES.index("<unk>") if "<unk>" in NODE_TYPES else 0
     return Data(
-        x=torch.tensor([[unk, 1]], dtype=torch.long),
+        x=torch.tensor([[unk, 1] + [0] * (width - 2)], dtype=torch.long),
         edge_index=torch.zeros((2, 0), dtype=torch.long),
         edge_type=torch.zeros((0,), dtype=torch.long),
         y=torch.tensor([label], dtype=torch.long),

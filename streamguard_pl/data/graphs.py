@@ -11,7 +11,11 @@ Anonymous tokens are kept as leaves when they carry meaning -- operators (``<``,
 dropped when they are pure punctuation (brackets, ``;``, ``,``, ``:``, ``::``, quotes, ``...``).
 ``x[:, 0]`` is the node type id into NODE_TYPES (kept anonymous tokens get ``"<anon>"``; their
 identity is in the token id), ``x[:, 1]`` the token bucket of a leaf (0 = inner node, 1 = empty
-text such as a MISSING node, else 2 + crc32(text) mod (token_buckets - 2)).
+text such as a MISSING node, else 2 + crc32(text) mod (token_buckets - 2)). With ``subtokens=k``
+``x[:, 2:2+k]`` hold the buckets of a leaf's first k sub-words (``buf_size`` -> ``buf``, ``size``;
+``AVCodecContext`` -> ``av``, ``codec``, ``context``; lower-cased, hashed like whole tokens, 0 =
+none). Real code (Devign's FFmpeg/QEMU) is full of project-specific names that a whole-name bucket
+only memorises; their pieces recur across projects and functions.
 
 Edges (directed; ids are positions in the config's canonical edge_types, reverse = id + n):
   ast  parent -> child over kept nodes.
@@ -71,6 +75,7 @@ __all__ = [
     "build_graphs",
     "load_pt_graphs",
     "graph_statistics",
+    "subwords",
 ]
 
 # Bump when the graphs produced for the same input change: it is part of every cache key.
@@ -198,6 +203,7 @@ class GraphConfig:
     max_nodes: int | None = 1000
     token_buckets: int = 50_000
     lang: str = "auto"
+    subtokens: int = 0
 
     def __post_init__(self) -> None:
         given = tuple(self.edge_types) if not isinstance(self.edge_types, str) else (self.edge_types,)
@@ -211,6 +217,8 @@ class GraphConfig:
             raise ValueError(f"token_buckets must be >= 3 (0 = no token, 1 = unknown), got {self.token_buckets!r}")
         if self.lang not in ("auto", *LANGS):
             raise ValueError(f"lang must be 'auto', 'c' or 'cpp', got {self.lang!r}")
+        if isinstance(self.subtokens, bool) or not isinstance(self.subtokens, int) or self.subtokens < 0:
+            raise ValueError(f"subtokens must be an int >= 0 (0 = whole tokens only), got {self.subtokens!r}")
 
     @property
     def num_edge_types(self) -> int:
@@ -224,9 +232,12 @@ class GraphConfig:
 
     def fingerprint(self) -> str:
         """Changes whenever the graphs for the same input could change (settings, code, grammars)."""
+        config = asdict(self)
+        if not self.subtokens:  # caches built before sub-tokens existed stay valid
+            del config["subtokens"]
         payload = {
             "builder_version": BUILDER_VERSION,
-            "config": asdict(self),
+            "config": config,
             "node_types": hashlib.sha256("\n".join(NODE_TYPES).encode()).hexdigest(),
             "grammars": _GRAMMAR_VERSIONS,
         }
@@ -246,10 +257,11 @@ class _Walk:
     """Flat lists recorded by the single cursor pass (index = pre-order id of a kept node)."""
 
     __slots__ = ("types", "fields", "parents", "toks", "last", "leaves", "idents", "labels", "funcs", "kids",
-                 "assign_op")
+                 "assign_op", "texts")
 
 
-def _walk(tree: tree_sitter.Tree, src: bytes, g: _Grammar, buckets: int, spans: list | None = None) -> _Walk:
+def _walk(tree: tree_sitter.Tree, src: bytes, g: _Grammar, buckets: int, spans: list | None = None,
+          texts: list | None = None) -> _Walk:
     # The hot loop: bound methods and locals only, no per-node objects beyond tree-sitter's own.
     ttab, flag, ftab, struct = g.ttype, g.flag, g.ftab, _STRUCT
     m = buckets - 2
@@ -305,6 +317,8 @@ def _walk(tree: tree_sitter.Tree, src: bytes, g: _Grammar, buckets: int, spans: 
             text = src[node.start_byte:node.end_byte]  # cheaper than node.text
             add_tok(crc(text) % m + 2 if text else 1)
             add_leaf(i)
+            if texts is not None:
+                texts.append(text)
             if t == T_IDENT:
                 idents.append((i, text))
             elif t == T_ANON:
@@ -318,10 +332,31 @@ def _walk(tree: tree_sitter.Tree, src: bytes, g: _Grammar, buckets: int, spans: 
                 w.types, w.fields, w.parents, w.toks, w.last = types, fields, parents, toks, last
                 w.leaves, w.idents, w.labels, w.funcs, w.kids, w.assign_op = (
                     leaves, idents, labels, funcs, kids, assign_op)
+                w.texts = texts
                 return w
             last[parent] = n - 1
             parent = pop()
             plist = kpop()
+
+
+_SUBWORD = re.compile(rb"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def subwords(text: bytes) -> list[bytes]:
+    """Lower-cased pieces of an identifier (snake_case, camelCase, digits); [] when it has one piece."""
+    pieces = _SUBWORD.findall(text)
+    return [p.lower() for p in pieces] if len(pieces) > 1 else []
+
+
+def _subtoken_columns(w: _Walk, n: int, k: int, buckets: int) -> np.ndarray:
+    cols = np.zeros((n, k), dtype=np.int64)
+    m = buckets - 2
+    crc = zlib.crc32
+    for i, text in zip(w.leaves, w.texts):
+        pieces = subwords(text)[:k]
+        if pieces:
+            cols[i, : len(pieces)] = [crc(p) % m + 2 for p in pieces]
+    return cols
 
 
 def _dfg(w: _Walk) -> tuple[list[int], list[int]]:
@@ -665,7 +700,8 @@ class GraphBuilder:
     # building ----------------------------------------------------------------------------------
     def build(self, func: str, lang: str | None = None) -> Data:
         tree, src, chosen, n_errors = self._parse(func, lang)
-        w = _walk(tree, src, _GRAMMARS[chosen], self.config.token_buckets)
+        k = self.config.subtokens
+        w = _walk(tree, src, _GRAMMARS[chosen], self.config.token_buckets, texts=[] if k else None)
         n = len(w.types)
         if n <= 1:
             raise GraphBuildError("no code in function (only comments or punctuation)")
@@ -704,7 +740,10 @@ class GraphBuilder:
         if self.config.reverse_edges:
             edge_index = torch.cat((edge_index, edge_index.flip(0)), 1)
             edge_type = torch.cat((edge_type, edge_type + len(fam)))
-        x = torch.from_numpy(np.array((w.types, w.toks), dtype=np.int64).T.copy())
+        x = np.array((w.types, w.toks), dtype=np.int64).T
+        if k:
+            x = np.concatenate((x, _subtoken_columns(w, n, k, self.config.token_buckets)), axis=1)
+        x = torch.from_numpy(x.copy())
         truncated = 0
         cap = self.config.max_nodes
         if cap is not None and n > cap:

@@ -26,6 +26,10 @@ Readout = Literal["mean", "max", "sum", "attention", "mean_max"]
 class GraphEncoder(nn.Module):
     """Embeds (node type, token bucket) pairs and runs a PyG encoder; `out_dim` is the pooled size.
 
+    Extra columns of `x` (sub-word buckets, 0 = none) share the token table: a node's token vector
+    is the mean over its whole-token and sub-word embeddings, so graphs with and without sub-words
+    use the same weights.
+
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
     """
@@ -47,7 +51,7 @@ class GraphEncoder(nn.Module):
         self.edge_type_aware = edge_type_aware
         self.readout_kind = readout
         self.type_embedding = nn.Embedding(num_node_types, hidden_dim)
-        self.token_embedding = nn.Embedding(token_buckets, hidden_dim, padding_idx=0)
+        self.token_embedding = nn.EmbeddingBag(token_buckets, hidden_dim, mode="mean", padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_dim)
         self.layers = nn.ModuleList()
@@ -85,7 +89,7 @@ class GraphEncoder(nn.Module):
 
     def node_states(self, batch: Batch) -> torch.Tensor:
         x = batch.x
-        h = self.type_embedding(x[:, 0]) + self.token_embedding(x[:, 1])
+        h = self.type_embedding(x[:, 0]) + self.token_embedding(x[:, 1:])
         h = self.dropout(h)
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if self.encoder_kind == "ggnn" and not self.edge_type_aware:

@@ -11,8 +11,11 @@ from _trainers import quiet_trainer
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from torch_geometric.data import Batch, Data
+
 from streamguard_pl.data.datamodules import GraphDataModule
 from streamguard_pl.models import GNNClassifier
+from streamguard_pl.nets.graph_encoder import GraphEncoder
 
 BUCKETS = 1024  # tests/conftest.py TINY_GNN
 
@@ -160,3 +163,49 @@ def test_subtoken_columns_feed_the_same_token_table(tiny_corpus, tmp_path, tiny_
         no_pieces.x = batch.x.clone()
         no_pieces.x[:, 2:] = 0
         assert not torch.allclose(model(batch), model(no_pieces))  # the model reads the pieces
+
+
+
+def _chain(tokens: list[int]) -> Data:
+    """One inner node over leaves in source order (pre-order ids), like a statement of the builder."""
+    n = len(tokens) + 1
+    return Data(x=torch.tensor([[1, 0]] + [[2, t] for t in tokens]), num_nodes=n,
+                edge_index=torch.tensor([[0] * (n - 1), list(range(1, n))]), edge_type=torch.zeros(n - 1, dtype=torch.long))
+
+
+def test_sequence_kernel_makes_token_order_count_per_graph_of_a_batch() -> None:
+    torch.manual_seed(0)
+    seq = GraphEncoder(10, 50, hidden_dim=8, sequence_kernel=3, dropout=0.0).eval()
+    plain = GraphEncoder(10, 50, hidden_dim=8, dropout=0.0).eval()
+    plain.load_state_dict(seq.state_dict(), strict=False)
+    ab, ba = Batch.from_data_list([_chain([5, 6, 7])]), Batch.from_data_list([_chain([7, 6, 5])])
+    with torch.no_grad():
+        # Token 6 between 5 and 7, or between 7 and 5: the same bag of neighbours for the plain GGNN.
+        assert torch.allclose(plain.node_states(ab)[2], plain.node_states(ba)[2])
+        assert not torch.allclose(seq.node_states(ab)[2], seq.node_states(ba)[2])
+        both = seq.node_states(Batch.from_data_list([_chain([5, 6, 7]), _chain([7, 6, 5])]))
+        # No context leaks from one graph of a batch into the next.
+        assert torch.allclose(both[:4], seq.node_states(ab), atol=1e-6)
+        assert torch.allclose(both[4:], seq.node_states(ba), atol=1e-6)
+    with pytest.raises(ValueError, match="sequence_kernel"):
+        GraphEncoder(10, 50, sequence_kernel=4)
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean"])
+def test_typed_aggr_sums_or_averages_the_messages_of_one_edge_type(aggr: str) -> None:
+    torch.manual_seed(0)
+    enc = GraphEncoder(10, 50, hidden_dim=8, num_layers=1, dropout=0.0, edge_type_aware=True, typed_aggr=aggr).eval()
+    one = Batch.from_data_list([_chain([5, 5])])  # node 0 <- nothing; leaves 1, 2 carry the same token
+    # The same graph with the edges reversed: node 0 receives two identical messages of type 0.
+    two = one.clone()
+    two.edge_index = one.edge_index.flip(0)
+    single = one.clone()
+    single.edge_index, single.edge_type = two.edge_index[:, :1], two.edge_type[:1]
+    conv = enc.layers[0]
+    with torch.no_grad():
+        h = enc.type_embedding(one.x[:, 0]) + enc.token_embedding(one.x[:, 1:])
+        m2 = conv(h, two.edge_index, two.edge_type)[0]
+        m1 = conv(h, single.edge_index, single.edge_type)[0]
+        root = conv(h, two.edge_index[:, :0], two.edge_type[:0])[0]
+    expected = root + (2 if aggr == "add" else 1) * (m1 - root)
+    assert torch.allclose(m2, expected, atol=1e-5)

@@ -18,6 +18,7 @@ from torch_geometric.nn import (
     global_max_pool,
     global_mean_pool,
 )
+from torch_geometric.utils import to_dense_batch
 
 EncoderKind = Literal["ggnn", "gcn", "gat", "gin"]
 Readout = Literal["mean", "max", "sum", "attention", "mean_max"]
@@ -29,6 +30,15 @@ class GraphEncoder(nn.Module):
     Extra columns of `x` (sub-word buckets, 0 = none) share the token table: a node's token vector
     is the mean over its whole-token and sub-word embeddings, so graphs with and without sub-words
     use the same weights.
+
+    `typed_aggr` is how the edge-type-aware GGNN step combines the messages of one edge type:
+    summed ("add", Devign's GGNN) or averaged ("mean", bounded however many AST children or data
+    flow uses a node has).
+
+    `sequence_kernel=k` runs a width-k convolution over each graph's leaves in source order before
+    message passing. Untyped message passing sums neighbours, so it cannot tell ``a - b`` from
+    ``b - a``, nor a token's left neighbour from its right; the convolution gives every token its
+    ordered n-gram context, which sequence models (TextCNN, the transformer) have and GGNN lacks.
 
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
@@ -45,8 +55,14 @@ class GraphEncoder(nn.Module):
         readout: Readout = "attention",
         dropout: float = 0.2,
         edge_type_aware: bool = False,
+        sequence_kernel: int = 0,
+        typed_aggr: Literal["add", "mean"] = "add",
     ) -> None:
         super().__init__()
+        if sequence_kernel < 0 or (sequence_kernel and sequence_kernel % 2 == 0):
+            raise ValueError(f"sequence_kernel must be 0 (off) or an odd width, got {sequence_kernel!r}")
+        self.sequence_conv = (nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=sequence_kernel // 2)
+                              if sequence_kernel else None)
         self.encoder_kind = encoder
         self.edge_type_aware = edge_type_aware
         self.readout_kind = readout
@@ -58,7 +74,8 @@ class GraphEncoder(nn.Module):
         self.edge_embedding: nn.Embedding | None = None
         if encoder == "ggnn":
             if edge_type_aware:
-                self.layers.extend(RGCNConv(hidden_dim, hidden_dim, num_edge_types, aggr="add") for _ in range(num_layers))
+                self.layers.extend(RGCNConv(hidden_dim, hidden_dim, num_edge_types, aggr=typed_aggr)
+                                   for _ in range(num_layers))
                 self.gru = nn.GRUCell(hidden_dim, hidden_dim)
             else:
                 self.layers.append(GatedGraphConv(hidden_dim, num_layers=num_layers, aggr="add"))
@@ -90,6 +107,8 @@ class GraphEncoder(nn.Module):
     def node_states(self, batch: Batch) -> torch.Tensor:
         x = batch.x
         h = self.type_embedding(x[:, 0]) + self.token_embedding(x[:, 1:])
+        if self.sequence_conv is not None:
+            h = self._leaf_context(h, x[:, 1] > 0, batch.batch)
         h = self.dropout(h)
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if self.encoder_kind == "ggnn" and not self.edge_type_aware:
@@ -104,6 +123,14 @@ class GraphEncoder(nn.Module):
                 h_new = torch.relu(conv(h, edge_index)) + h
             h = self.dropout(h_new)
         return self.norm(h)
+
+    def _leaf_context(self, h: torch.Tensor, is_leaf: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+        # Node ids are pre-order positions and PyG keeps each graph's nodes together, so the leaves
+        # of a graph, taken in node order, are its tokens in source order.
+        leaves = is_leaf.nonzero().view(-1)
+        dense, mask = to_dense_batch(h[leaves], graph[leaves])
+        context = self.sequence_conv(dense.transpose(1, 2)).transpose(1, 2)[mask]
+        return h.index_add(0, leaves, torch.relu(context))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.node_states(batch)

@@ -743,7 +743,7 @@ class GraphBuilder:
         x = np.array((w.types, w.toks), dtype=np.int64).T
         if k:
             x = np.concatenate((x, _subtoken_columns(w, n, k, self.config.token_buckets)), axis=1)
-        x = torch.from_numpy(x.copy())
+        x = torch.from_numpy(np.ascontiguousarray(x))  # copies only the transposed view
         truncated = 0
         cap = self.config.max_nodes
         if cap is not None and n > cap:

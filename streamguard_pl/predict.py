@@ -185,7 +185,7 @@ def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None,
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     batches = trainer.predict(model, datamodule=dm)
-    threshold = model.hparams.threshold if threshold is None else threshold
+    threshold = float(model.decision_threshold) if threshold is None else threshold  # tuned on val when asked
     probs: dict[int, float] = {}
     for batch in batches:
         probs.update(zip(batch["index"].tolist(), batch["probs"].tolist()))

@@ -22,6 +22,7 @@ from torchmetrics.classification import (
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from .losses import build_loss
+from .threshold import best_accuracy_threshold
 
 _SCHEDULES = {
     "linear": get_linear_schedule_with_warmup,
@@ -65,6 +66,7 @@ class VulnerabilityClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         focal_gamma: float = 1.5,
         threshold: float = 0.5,
+        tune_threshold: bool = False,
     ) -> None:
         super().__init__()
         # Collects the init args of the whole subclass chain, so checkpoints rebuild any subclass.
@@ -73,6 +75,13 @@ class VulnerabilityClassifier(L.LightningModule):
         self.criterion = build_loss(loss, class_weights, label_smoothing, focal_gamma)
         self.val_metrics = _metrics(threshold).clone(prefix="val/")
         self.test_metrics = _metrics(threshold).clone(prefix="test/")
+        # The cut test and predict use. With tune_threshold it is re-chosen on every validation
+        # epoch, and, being a buffer, saved with the weights: the best checkpoint carries the cut
+        # chosen on its own epoch. Validation itself always scores at `threshold`, so val/accuracy
+        # (and model selection on it) is the same with or without tuning.
+        self.register_buffer("decision_threshold", torch.tensor(float(threshold)))
+        self._val_probs: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
 
     # ---- what subclasses provide -------------------------------------------------------------
     def forward(self, batch: Any) -> torch.Tensor:  # pragma: no cover - abstract
@@ -98,10 +107,14 @@ class VulnerabilityClassifier(L.LightningModule):
         labels = self.batch_labels(batch).long().view(-1)
         loss = self.criterion(logits.float(), labels)
         probs = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
-        preds = (probs >= self.hparams.threshold).long()
+        cut = self.hparams.threshold if stage != "test" else float(self.decision_threshold)
+        preds = (probs >= cut).long()
         bs = self.batch_size_of(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs)
         metrics = {"val": self.val_metrics, "test": self.test_metrics}.get(stage)
+        if stage == "val" and self.hparams.get("tune_threshold"):
+            self._val_probs.append(probs)
+            self._val_labels.append(labels)
         if metrics is not None:
             metrics.update(probs, labels)
             self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=bs, prog_bar=False)
@@ -118,9 +131,41 @@ class VulnerabilityClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         probs = torch.softmax(self(batch).float(), dim=-1)[:, 1]
-        out = {"probs": probs, "preds": (probs >= self.hparams.threshold).long()}
+        out = {"probs": probs, "preds": (probs >= float(self.decision_threshold)).long()}
         out["index"] = self.batch_index(batch)
         return out
+
+    # ---- decision threshold ------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_probs, self._val_labels = [], []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.hparams.get("tune_threshold") or not self._val_probs:
+            return
+        probs, labels = torch.cat(self._val_probs), torch.cat(self._val_labels)
+        if self.trainer.world_size > 1:  # every rank must choose the same cut from the whole val split
+            probs, labels = self.all_gather(probs).flatten(), self.all_gather(labels).flatten()
+        self._val_probs, self._val_labels = [], []
+        cut, accuracy = best_accuracy_threshold(probs, labels)
+        if not self.trainer.sanity_checking:
+            self.decision_threshold.fill_(cut)
+        self.log_dict({"val/threshold": cut, "val/accuracy_tuned": accuracy}, sync_dist=False)
+
+    def on_test_epoch_start(self) -> None:
+        cut = float(self.decision_threshold)
+        for name, metric in self.test_metrics.items(keep_base=True):
+            if hasattr(metric, "threshold"):
+                metric.threshold = cut
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints from before the tuned cut (this model's or a fusion's parts') decided at `threshold`.
+        state = checkpoint.get("state_dict")
+        if state is None:
+            return
+        for name, module in self.named_modules():
+            if isinstance(module, VulnerabilityClassifier):
+                state.setdefault(f"{name}.decision_threshold" if name else "decision_threshold",
+                                 torch.tensor(float(module.hparams.get("threshold", 0.5))))
 
     # ---- optimisation ------------------------------------------------------------------------
     def gradient_components(self) -> dict[str, list[nn.Parameter]]:

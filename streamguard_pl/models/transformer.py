@@ -39,10 +39,12 @@ class TransformerClassifier(VulnerabilityClassifier):
         label_smoothing: float = 0.05,
         focal_gamma: float = 1.5,
         threshold: float = 0.5,
+        tune_threshold: bool = False,
     ) -> None:
         super().__init__(
             lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, loss=loss,
             class_weights=class_weights, label_smoothing=label_smoothing, focal_gamma=focal_gamma, threshold=threshold,
+            tune_threshold=tune_threshold,
         )
         self.encoder: TextEncoder | None = None
         self.head: ClassifierHead | None = None

@@ -1,0 +1,68 @@
+"""The val-chosen decision threshold: the search itself, and a real GNN run that tunes, saves and tests with it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from _trainers import quiet_trainer
+from streamguard_pl.data.datamodules import GraphDataModule
+from streamguard_pl.models import GNNClassifier
+from streamguard_pl.models.threshold import best_accuracy_threshold
+
+
+def brute_force(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    cuts = torch.cat([probs, torch.tensor([0.0, 1.01])])
+    return max(float(((probs >= c).long() == labels).float().mean()) for c in cuts)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_cut_reaches_the_best_accuracy_any_cut_reaches(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (200,), generator=g)
+    # Scores that rank positives higher but sit mostly below 0.5, as a focal-loss model's may.
+    probs = (0.25 + 0.15 * labels + 0.1 * torch.randn(200, generator=g)).clamp(0, 1).round(decimals=2)  # with ties
+    cut, accuracy = best_accuracy_threshold(probs, labels)
+    assert accuracy == pytest.approx(brute_force(probs, labels))
+    assert float(((probs >= cut).long() == labels).float().mean()) == pytest.approx(accuracy)
+    assert float(((probs >= 0.5).long() == labels).float().mean()) < accuracy  # 0.5 is a poor cut here
+
+
+def test_ties_go_to_the_cut_closest_to_one_half_and_an_empty_split_is_refused() -> None:
+    # Cutting between 0.9 and 0.6 or between 0.3 and 0.1 both give 3 of 4; 0.75 is the closer to 0.5.
+    cut, accuracy = best_accuracy_threshold(torch.tensor([0.9, 0.6, 0.3, 0.1]), torch.tensor([1, 0, 1, 0]))
+    assert accuracy == 0.75 and cut == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="at least one"):
+        best_accuracy_threshold(torch.tensor([]), torch.tensor([]))
+
+
+def test_a_tuned_run_tests_and_predicts_at_the_cut_its_best_checkpoint_chose(
+        tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=1024, output_dir=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    model = GNNClassifier(**tiny_gnn, scheduler="none", tune_threshold=True)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/accuracy", mode="max", filename="best")
+    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[ckpt], num_sanity_val_steps=0)
+    trainer.fit(model, dm)
+
+    best = GNNClassifier.load_from_checkpoint(ckpt.best_model_path)
+    # The cut in the checkpoint is the best cut for that model's own val scores.
+    outs = quiet_trainer(tmp_path).predict(best, dm.val_dataloader())
+    probs = torch.cat([o["probs"] for o in outs])
+    labels = torch.cat([b.y.view(-1) for b in dm.val_dataloader()])
+    expected, _ = best_accuracy_threshold(probs, labels)
+    assert float(best.decision_threshold) == pytest.approx(expected, abs=1e-6)
+    assert float(best.decision_threshold) != 0.5
+    assert torch.equal(torch.cat([o["preds"] for o in outs]), (probs >= expected).long())
+
+    # trainer.test scores at that cut: accuracy equals the count at the cut, not at 0.5.
+    result = quiet_trainer(tmp_path).test(best, dm.val_dataloader(), verbose=False)[0]
+    assert result["test/accuracy"] == pytest.approx(float(((probs >= expected).long() == labels).float().mean()), abs=1e-6)
+
+    # A checkpoint from before the tuned cut loads and decides at its `threshold`.
+    old = torch.load(ckpt.best_model_path, weights_only=False)
+    del old["state_dict"]["decision_threshold"]
+    torch.save(old, tmp_path / "old.ckpt")
+    assert float(GNNClassifier.load_from_checkpoint(tmp_path / "old.ckpt").decision_threshold) == 0.5

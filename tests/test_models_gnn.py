@@ -209,27 +209,3 @@ def test_typed_aggr_sums_or_averages_the_messages_of_one_edge_type(aggr: str) ->
         root = conv(h, two.edge_index[:, :0], two.edge_type[:0])[0]
     expected = root + (2 if aggr == "add" else 1) * (m1 - root)
     assert torch.allclose(m2, expected, atol=1e-5)
-
-
-def test_sequence_layers_widen_the_token_context_without_leaking_across_graphs() -> None:
-    torch.manual_seed(0)
-    # Leaf 1 and leaf 8 are 7 tokens apart: out of reach of one width-3 layer (1 token each side),
-    # within reach of three dilated ones (1 + 2 * (1 + 2 + 4) = 15 tokens).
-    near, far = _chain([5, 6, 6, 6, 6, 6, 6, 6]), _chain([9, 6, 6, 6, 6, 6, 6, 6])
-    for layers, reaches in [(1, False), (3, True)]:
-        enc = GraphEncoder(12, 50, hidden_dim=8, sequence_kernel=3, sequence_layers=layers, dropout=0.0).eval()
-        with torch.no_grad():
-            a = enc._leaf_context
-            h_near = enc.node_states(Batch.from_data_list([near]))
-            h_far = enc.node_states(Batch.from_data_list([far]))
-            # Node 8 is the last leaf; the GGNN step mixes via the root, so compare pre-GGNN context.
-            x_near, x_far = Batch.from_data_list([near]), Batch.from_data_list([far])
-            emb = lambda bt: enc.type_embedding(bt.x[:, 0]) + enc.token_embedding(bt.x[:, 1:])  # noqa: E731
-            c_near = a(emb(x_near), x_near.x[:, 1] > 0, x_near.batch)[8]
-            c_far = a(emb(x_far), x_far.x[:, 1] > 0, x_far.batch)[8]
-            assert torch.allclose(c_near, c_far, atol=1e-6) is not reaches
-            both = enc.node_states(Batch.from_data_list([near, far]))
-            assert torch.allclose(both[:9], h_near, atol=1e-5) and torch.allclose(both[9:], h_far, atol=1e-5)
-    assert len(GraphEncoder(12, 50, hidden_dim=8, sequence_kernel=3, sequence_layers=3).sequence_deeper) == 2
-    with pytest.raises(ValueError, match="sequence_layers"):
-        GraphEncoder(10, 50, sequence_kernel=3, sequence_layers=0)

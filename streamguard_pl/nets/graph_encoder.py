@@ -39,8 +39,6 @@ class GraphEncoder(nn.Module):
     message passing. Untyped message passing sums neighbours, so it cannot tell ``a - b`` from
     ``b - a``, nor a token's left neighbour from its right; the convolution gives every token its
     ordered n-gram context, which sequence models (TextCNN, the transformer) have and GGNN lacks.
-    `sequence_layers=n` stacks n such residual convolutions with dilations 1, 2, 4, ..., so the
-    context reaches 1 + (k - 1)(2^n - 1) tokens (k=5, n=3: 29) at n times the cost of one.
 
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
@@ -59,20 +57,12 @@ class GraphEncoder(nn.Module):
         edge_type_aware: bool = False,
         sequence_kernel: int = 0,
         typed_aggr: Literal["add", "mean"] = "add",
-        sequence_layers: int = 1,
     ) -> None:
         super().__init__()
         if sequence_kernel < 0 or (sequence_kernel and sequence_kernel % 2 == 0):
             raise ValueError(f"sequence_kernel must be 0 (off) or an odd width, got {sequence_kernel!r}")
-        if sequence_layers < 1:
-            raise ValueError(f"sequence_layers must be >= 1, got {sequence_layers!r}")
-        # The first layer keeps its old name so checkpoints from before sequence_layers still load.
         self.sequence_conv = (nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=sequence_kernel // 2)
                               if sequence_kernel else None)
-        self.sequence_deeper = nn.ModuleList(
-            nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=2**i * (sequence_kernel // 2), dilation=2**i)
-            for i in range(1, sequence_layers if sequence_kernel else 1)
-        )
         self.encoder_kind = encoder
         self.edge_type_aware = edge_type_aware
         self.readout_kind = readout
@@ -139,14 +129,8 @@ class GraphEncoder(nn.Module):
         # of a graph, taken in node order, are its tokens in source order.
         leaves = is_leaf.nonzero().view(-1)
         dense, mask = to_dense_batch(h[leaves], graph[leaves])
-        keep = mask.unsqueeze(1).to(dense.dtype)
-        seq = dense.transpose(1, 2)
-        context = torch.zeros_like(seq)
-        for conv in [self.sequence_conv, *self.sequence_deeper]:
-            # Zero the padding again after each layer so short graphs never read their batch's padding.
-            step = torch.relu(conv(seq + context)) * keep
-            context = context + step
-        return h.index_add(0, leaves, context.transpose(1, 2)[mask])
+        context = self.sequence_conv(dense.transpose(1, 2)).transpose(1, 2)[mask]
+        return h.index_add(0, leaves, torch.relu(context))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.node_states(batch)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +25,7 @@ def test_ddp_cpu_two_processes_write_each_file_once(model: str, tmp_path: Path) 
         "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
         "--data.init_args.synthetic_size", "240", "--data.init_args.batch_size", "8",
+        "--model.init_args.tune_threshold", "true",  # the cut is chosen from all ranks' val scores
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -33,6 +35,9 @@ def test_ddp_cpu_two_processes_write_each_file_once(model: str, tmp_path: Path) 
     assert meta["hardware"]["num_devices"] == 2 or meta["hardware"].get("devices") == 2 or "2" in json.dumps(meta["hardware"])
     assert json.loads((run_dir / "collapse_report.json").read_text())["collapsed"] is False
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    cut = float(ckpt["state_dict"]["decision_threshold"])
+    assert 0.0 <= cut <= 1.0 and cut != 0.5 and ckpt["hyper_parameters"]["tune_threshold"] is True
     events = list(run_dir.rglob("events.out.tfevents.*"))
     assert len(events) == 1, events  # one TensorBoard writer: rank zero
     # Each rank-zero artefact exists exactly once anywhere under the run (no per-rank copies).

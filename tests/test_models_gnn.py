@@ -165,7 +165,6 @@ def test_subtoken_columns_feed_the_same_token_table(tiny_corpus, tmp_path, tiny_
         assert not torch.allclose(model(batch), model(no_pieces))  # the model reads the pieces
 
 
-
 def _chain(tokens: list[int]) -> Data:
     """One inner node over leaves in source order (pre-order ids), like a statement of the builder."""
     n = len(tokens) + 1

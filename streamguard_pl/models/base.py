@@ -107,7 +107,7 @@ class VulnerabilityClassifier(L.LightningModule):
         labels = self.batch_labels(batch).long().view(-1)
         loss = self.criterion(logits.float(), labels)
         probs = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
-        cut = self.hparams.threshold if stage != "test" else float(self.decision_threshold)
+        cut = self.decision_threshold if stage == "test" else self.hparams.threshold  # a tensor: no device sync
         preds = (probs >= cut).long()
         bs = self.batch_size_of(batch)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs)
@@ -131,7 +131,7 @@ class VulnerabilityClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         probs = torch.softmax(self(batch).float(), dim=-1)[:, 1]
-        out = {"probs": probs, "preds": (probs >= float(self.decision_threshold)).long()}
+        out = {"probs": probs, "preds": (probs >= self.decision_threshold).long()}
         out["index"] = self.batch_index(batch)
         return out
 
@@ -153,7 +153,7 @@ class VulnerabilityClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         cut = float(self.decision_threshold)
-        for name, metric in self.test_metrics.items(keep_base=True):
+        for metric in self.test_metrics.values():
             if hasattr(metric, "threshold"):
                 metric.threshold = cut
 

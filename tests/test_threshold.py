@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from _trainers import quiet_trainer
+from streamguard_pl.callbacks import TensorBoardExtras
 from streamguard_pl.data.datamodules import GraphDataModule
 from streamguard_pl.models import GNNClassifier
 from streamguard_pl.models.threshold import best_accuracy_threshold
@@ -44,8 +46,18 @@ def test_a_tuned_run_tests_and_predicts_at_the_cut_its_best_checkpoint_chose(
     torch.manual_seed(0)
     model = GNNClassifier(**tiny_gnn, scheduler="none", tune_threshold=True)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/accuracy", mode="max", filename="best")
-    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[ckpt], num_sanity_val_steps=0)
+    extras = TensorBoardExtras()
+    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[ckpt, extras],
+                            num_sanity_val_steps=0, logger=TensorBoardLogger(tmp_path / "tb"))
     trainer.fit(model, dm)
+
+    # TensorBoard's confusion matrix is drawn at the cut the last epoch chose, not at 0.5.
+    last = torch.cat([o["probs"] for o in quiet_trainer(tmp_path).predict(model, dm.val_dataloader())])
+    val_labels = torch.cat([b.y.view(-1) for b in dm.val_dataloader()])
+    assert extras.last_cut == pytest.approx(float(model.decision_threshold)) and extras.last_cut != 0.5
+    pred = (last >= extras.last_cut).long()
+    counts = [[int(((pred == p) & (val_labels == t)).sum()) for p in (0, 1)] for t in (0, 1)]
+    assert extras.last_confusion.tolist() == counts
 
     best = GNNClassifier.load_from_checkpoint(ckpt.best_model_path)
     # The cut in the checkpoint is the best cut for that model's own val scores.

@@ -16,12 +16,21 @@ FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accurac
 
 class TensorBoardExtras(Callback):
     """Each validation epoch: `val/pr_curve` and a `val/confusion_matrix` image; at the end, hparams
-    together with the final metrics so runs compare side by side in TensorBoard's HPARAMS tab."""
+    together with the final metrics so runs compare side by side in TensorBoard's HPARAMS tab.
 
-    def __init__(self, threshold: float = 0.5) -> None:
+    The confusion matrix is drawn at `threshold`, or by default at the model's own decision cut
+    (its `decision_threshold`, which `tune_threshold` moves every epoch), so the image shows the
+    errors the model will make in test and predict. It is drawn in `on_validation_end`, after the
+    module's `on_validation_epoch_end` has chosen this epoch's cut (callbacks' epoch-end hooks run
+    before the module's).
+    """
+
+    def __init__(self, threshold: float | None = None) -> None:
         self.threshold = threshold
         self._probs: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self.last_cut: float | None = None
+        self.last_confusion: torch.Tensor | None = None
 
     @staticmethod
     def _tb(trainer: L.Trainer) -> Any:
@@ -39,16 +48,25 @@ class TensorBoardExtras(Callback):
             self._probs.append(outputs["probs"].detach().float().cpu())
             self._labels.append(outputs["labels"].detach().cpu())
 
+    def cut(self, pl_module: L.LightningModule) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        buffer = getattr(pl_module, "decision_threshold", None)
+        return float(buffer) if buffer is not None else 0.5
+
     @rank_zero_only
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         tb = self._tb(trainer)
         if tb is None or not self._probs or trainer.sanity_checking:
             return
         probs, labels = torch.cat(self._probs), torch.cat(self._labels)
         step = trainer.global_step
         tb.add_pr_curve("val/pr_curve", labels, probs, global_step=step)
-        cm = BinaryConfusionMatrix(threshold=self.threshold, sync_on_compute=False)  # rank zero alone: no all_gather
+        self.last_cut = self.cut(pl_module)
+        # rank zero alone: no all_gather
+        cm = BinaryConfusionMatrix(threshold=self.last_cut, sync_on_compute=False)
         cm.update(probs, labels)
+        self.last_confusion = cm.compute().cpu()
         fig, _ = cm.plot(labels=["benign", "vulnerable"])
         tb.add_figure("val/confusion_matrix", fig, global_step=step, close=True)
 

@@ -42,13 +42,6 @@ class GraphEncoder(nn.Module):
 
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
-
-    `virtual_node` adds one node per graph that reads the mean of all node states after every
-    message-passing step and is added back to every node before the next (Gilmer et al.; the OGB
-    baselines' form, with a mean instead of a sum so 2,000-node graphs do not saturate it). Four
-    steps only reach four hops, and a function's AST is deeper than that: this is the cheap way to
-    give every node the whole function's context. The mean (not a GGNN message into an extra node)
-    keeps the plain GGNN's weights and step unchanged.
     """
 
     def __init__(
@@ -64,7 +57,6 @@ class GraphEncoder(nn.Module):
         edge_type_aware: bool = False,
         sequence_kernel: int = 0,
         typed_aggr: Literal["add", "mean"] = "add",
-        virtual_node: bool = False,
     ) -> None:
         super().__init__()
         if sequence_kernel < 0 or (sequence_kernel and sequence_kernel % 2 == 0):
@@ -105,13 +97,6 @@ class GraphEncoder(nn.Module):
                     self.layers.append(GINEConv(mlp, edge_dim=hidden_dim) if edge_type_aware else GINConv(mlp))
         else:
             raise ValueError(f"encoder must be one of ggnn, gcn, gat, gin; got {encoder!r}")
-        self.virtual_node: nn.Parameter | None = None
-        self.virtual_mlp: nn.Sequential | None = None
-        if virtual_node:
-            self.virtual_node = nn.Parameter(torch.zeros(hidden_dim))
-            self.virtual_mlp = nn.Sequential(
-                nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim)
-            )
         if readout == "attention":
             gate = nn.Sequential(nn.Linear(hidden_dim, hidden_dim // 2), nn.Tanh(), nn.Linear(hidden_dim // 2, 1))
             self.pool = AttentionalAggregation(gate)
@@ -127,13 +112,8 @@ class GraphEncoder(nn.Module):
         h = self.dropout(h)
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if self.encoder_kind == "ggnn" and not self.edge_type_aware:
-            if self.virtual_node is None:
-                return self.norm(self.layers[0](h, edge_index))
-            return self.norm(self._ggnn_with_virtual_node(h, edge_index, batch.batch, batch.num_graphs))
-        vn = self._virtual_start(batch.num_graphs)
-        for i, conv in enumerate(self.layers):
-            if vn is not None:
-                h = h + vn[batch.batch]
+            return self.norm(self.layers[0](h, edge_index))
+        for conv in self.layers:
             if isinstance(conv, RGCNConv):
                 m = conv(h, edge_index, edge_type)
                 h_new = self.gru(m, h) if self.encoder_kind == "ggnn" else torch.relu(m) + h
@@ -142,28 +122,7 @@ class GraphEncoder(nn.Module):
             else:
                 h_new = torch.relu(conv(h, edge_index)) + h
             h = self.dropout(h_new)
-            if vn is not None and i < len(self.layers) - 1:
-                vn = self._virtual_update(vn, h, batch.batch)
         return self.norm(h)
-
-    def _virtual_start(self, num_graphs: int) -> torch.Tensor | None:
-        return None if self.virtual_node is None else self.virtual_node.expand(num_graphs, -1)
-
-    def _virtual_update(self, vn: torch.Tensor, h: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-        return vn + self.dropout(self.virtual_mlp(global_mean_pool(h, graph, vn.size(0)) + vn))
-
-    def _ggnn_with_virtual_node(self, h: torch.Tensor, edge_index: torch.Tensor, graph: torch.Tensor,
-                                num_graphs: int) -> torch.Tensor:
-        # GatedGraphConv.forward runs all its steps in one call; the same steps, one at a time
-        # (its per-step weight, propagate and shared GRU), so the virtual node can act between them.
-        conv = self.layers[0]
-        vn = self._virtual_start(num_graphs)
-        for step in range(conv.num_layers):
-            h = h + vn[graph]
-            h = conv.rnn(conv.propagate(edge_index, x=h @ conv.weight[step], edge_weight=None), h)
-            if step < conv.num_layers - 1:
-                vn = self._virtual_update(vn, h, graph)
-        return h
 
     def _leaf_context(self, h: torch.Tensor, is_leaf: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
         # Node ids are pre-order positions and PyG keeps each graph's nodes together, so the leaves

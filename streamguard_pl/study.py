@@ -100,9 +100,16 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
         "monitor": getattr(ckpt, "monitor", None),
         "best_val_score": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
+        # The cut the test metrics were taken at: the tested checkpoint's (val-tuned under tune_threshold).
+        "decision_threshold": _decision_threshold(cli.model),
     }
     atomic_write_json(spec.run_dir / RUN_RESULT, result)
     return result
+
+
+def _decision_threshold(model: Any) -> float | None:
+    cut = getattr(model, "decision_threshold", None)
+    return float(cut) if cut is not None else None
 
 
 def _collapsed(trainer: Any) -> bool:

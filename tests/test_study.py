@@ -40,13 +40,15 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> tuple[
     """3 models x 2 seeds, one short epoch each, on the 240-function corpus."""
     out = tmp_path_factory.mktemp("study")
     printed = _run(["study", "--models", *MODELS, "--seeds", *map(str, SEEDS), "--config-dir", str(CONF),
-                    "--output-dir", str(out), "--data-dir", str(tiny_corpus)])
+                    "--output-dir", str(out), "--data-dir", str(tiny_corpus),
+                    "--", "--model.init_args.tune_threshold", "true"])
     return out, printed
 
 
 def test_every_run_has_its_outputs(study: tuple[Path, str], tiny_corpus: Path) -> None:
     out, printed = study
     assert printed.count("[study] run ") == len(MODELS) * len(SEEDS)
+    cuts = []
     for model in MODELS:
         for seed in SEEDS:
             run = out / model / f"seed_{seed}"
@@ -59,8 +61,12 @@ def test_every_run_has_its_outputs(study: tuple[Path, str], tiny_corpus: Path) -
             assert (result["model"], result["seed"], result["fold"], result["status"]) == (model, seed, None, "completed")
             assert result["best_checkpoint"] == str(run / "checkpoints" / "best.ckpt")
             assert result["monitor"] == "val/f1" and 0.0 <= result["best_val_score"] <= 1.0
+            best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+            assert result["decision_threshold"] == pytest.approx(float(best["state_dict"]["decision_threshold"]))
+            cuts.append(result["decision_threshold"])
             assert set(METRICS) <= set(result["test"]) and all(0.0 <= result["test"][m] <= 1.0 for m in METRICS)
             assert read_scalars(run)["val/f1"], run  # curves readable for the plots
+    assert any(c != 0.5 for c in cuts)  # tuned on val: run_result reports the cut, not the default
 
 
 def test_summary_statistics(study: tuple[Path, str]) -> None:

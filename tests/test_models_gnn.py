@@ -190,30 +190,6 @@ def test_sequence_kernel_makes_token_order_count_per_graph_of_a_batch() -> None:
         GraphEncoder(10, 50, sequence_kernel=4)
 
 
-def test_sequence_attention_reaches_across_its_window_and_no_further() -> None:
-    from streamguard_pl.nets.graph_encoder import ATTENTION_WINDOW as W
-
-    torch.manual_seed(0)
-    enc = GraphEncoder(10, 50, hidden_dim=8, sequence_kernel=3, sequence_attention=1, dropout=0.0).eval()
-    conv_only = GraphEncoder(10, 50, hidden_dim=8, sequence_kernel=3, dropout=0.0).eval()
-    conv_only.load_state_dict(enc.state_dict(), strict=False)
-    tokens = [5 + i % 7 for i in range(W + 20)]
-    changed = list(tokens)
-    changed[0] = 40  # the first leaf (node 1)
-    a, b = Batch.from_data_list([_chain(tokens)]), Batch.from_data_list([_chain(changed)])
-    with torch.no_grad():
-        ha, hb, hc = (enc.node_states(g) for g in (a, b, a))
-        far = 1 + W // 2  # a leaf in the first window, beyond the width-3 convolution's reach
-        assert torch.allclose(conv_only.node_states(a)[far], conv_only.node_states(b)[far])
-        assert not torch.allclose(ha[far], hb[far])  # attention carries the change across the window
-        assert torch.allclose(ha[1 + W + 5], hb[1 + W + 5])  # but not into the next window
-        assert torch.equal(ha, hc)
-        # graphs of a batch stay apart, and the trailing partial window is attended like any other
-        both = enc.node_states(Batch.from_data_list([_chain(tokens), _chain(changed)]))
-        n = len(tokens) + 1
-        assert torch.allclose(both[:n], ha, atol=1e-5) and torch.allclose(both[n:], hb, atol=1e-5)
-
-
 @pytest.mark.parametrize("aggr", ["add", "mean"])
 def test_typed_aggr_sums_or_averages_the_messages_of_one_edge_type(aggr: str) -> None:
     torch.manual_seed(0)

@@ -20,7 +20,6 @@ from torch_geometric.nn import (
 )
 from torch_geometric.utils import to_dense_batch
 
-ATTENTION_WINDOW = 128  # leaves per self-attention window (sequence_attention)
 EncoderKind = Literal["ggnn", "gcn", "gat", "gin"]
 Readout = Literal["mean", "max", "sum", "attention", "mean_max"]
 
@@ -41,11 +40,6 @@ class GraphEncoder(nn.Module):
     ``b - a``, nor a token's left neighbour from its right; the convolution gives every token its
     ordered n-gram context, which sequence models (TextCNN, the transformer) have and GGNN lacks.
 
-    `sequence_attention=n` adds n self-attention layers over the same leaf sequence (after the
-    convolution, which gives them local order): every token then sees the whole function before
-    message passing, as in the transformer, where message passing needs many steps to carry a fact
-    across a long function.
-
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
     """
@@ -63,17 +57,12 @@ class GraphEncoder(nn.Module):
         edge_type_aware: bool = False,
         sequence_kernel: int = 0,
         typed_aggr: Literal["add", "mean"] = "add",
-        sequence_attention: int = 0,
     ) -> None:
         super().__init__()
         if sequence_kernel < 0 or (sequence_kernel and sequence_kernel % 2 == 0):
             raise ValueError(f"sequence_kernel must be 0 (off) or an odd width, got {sequence_kernel!r}")
         self.sequence_conv = (nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=sequence_kernel // 2)
                               if sequence_kernel else None)
-        self.sequence_attention = nn.ModuleList(
-            nn.TransformerEncoderLayer(hidden_dim, nhead=4, dim_feedforward=2 * hidden_dim, dropout=dropout,
-                                       batch_first=True, norm_first=True)
-            for _ in range(sequence_attention))
         self.encoder_kind = encoder
         self.edge_type_aware = edge_type_aware
         self.readout_kind = readout
@@ -118,7 +107,7 @@ class GraphEncoder(nn.Module):
     def node_states(self, batch: Batch) -> torch.Tensor:
         x = batch.x
         h = self.type_embedding(x[:, 0]) + self.token_embedding(x[:, 1:])
-        if self.sequence_conv is not None or len(self.sequence_attention):
+        if self.sequence_conv is not None:
             h = self._leaf_context(h, x[:, 1] > 0, batch.batch)
         h = self.dropout(h)
         edge_index, edge_type = batch.edge_index, batch.edge_type
@@ -140,26 +129,8 @@ class GraphEncoder(nn.Module):
         # of a graph, taken in node order, are its tokens in source order.
         leaves = is_leaf.nonzero().view(-1)
         dense, mask = to_dense_batch(h[leaves], graph[leaves])
-        if self.sequence_conv is not None:
-            dense = dense + torch.relu(self.sequence_conv(dense.transpose(1, 2)).transpose(1, 2))
-        if len(self.sequence_attention):
-            dense = self._windowed_attention(dense, mask)
-        return h.index_copy(0, leaves, dense[mask])
-
-    def _windowed_attention(self, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # Full attention over a graph's ~1,000 leaves costs 12x the whole GNN step on CPU (measured);
-        # attending within windows of `ATTENTION_WINDOW` tokens keeps it linear in length.
-        b, n, d = dense.shape
-        w = ATTENTION_WINDOW
-        pad = (-n) % w
-        x = torch.nn.functional.pad(dense, (0, 0, 0, pad)).reshape(-1, w, d)
-        m = torch.nn.functional.pad(mask, (0, pad)).reshape(-1, w)
-        live = m.any(1)
-        xs, ms = x[live], m[live]
-        for layer in self.sequence_attention:
-            xs = layer(xs, src_key_padding_mask=~ms)
-        x = x.index_copy(0, live.nonzero().view(-1), xs)
-        return x.reshape(b, n + pad, d)[:, :n]
+        context = self.sequence_conv(dense.transpose(1, 2)).transpose(1, 2)[mask]
+        return h.index_add(0, leaves, torch.relu(context))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.node_states(batch)

@@ -57,7 +57,6 @@ class GNNClassifier(VulnerabilityClassifier):
         focal_gamma: float = 1.5,
         threshold: float = 0.5,
         tune_threshold: bool = False,
-        token_init: Literal["random", "word2vec"] = "random",
     ) -> None:
         super().__init__(
             lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, loss=loss,
@@ -76,27 +75,8 @@ class GNNClassifier(VulnerabilityClassifier):
         self.head = ClassifierHead(self.encoder.out_dim, hidden_dim, dropout)
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        check_graph_settings(dm, self.hparams.token_buckets, self.hparams.num_edge_types)
-        if stage == "fit" and self.hparams.token_init == "word2vec":
-            self.init_token_vectors(dm)
-
-    def init_token_vectors(self, dm: Any) -> None:
-        """Start the token table from word2vec over the train graphs (see data/token_vectors.py).
-
-        Runs at fit setup, before Lightning restores a `ckpt_path`, so a resumed run keeps its trained table.
-        """
-        from ..data.token_vectors import word2vec_bucket_vectors
-
-        train = getattr(dm, "datasets", {}).get("train")
-        if train is None or not hasattr(train, "graphs"):
-            raise ValueError("token_init='word2vec' needs a GraphDataModule whose train split is set up")
-        table = self.encoder.token_embedding.weight
-        vectors, known = word2vec_bucket_vectors(train.graphs, table.shape[0], table.shape[1],
-                                                 seed=torch.initial_seed() % 2**31)
-        with torch.no_grad():
-            table[known] = vectors[known].to(table)
-        self.print(f"[gnn] token table started from word2vec: {int(known.sum())} of {table.shape[0]} buckets")
+        check_graph_settings(getattr(self.trainer, "datamodule", None), self.hparams.token_buckets,
+                             self.hparams.num_edge_types)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.encoder(batch))

@@ -303,6 +303,24 @@ def test_token_predict_reuses_the_trained_tokenizer(tmp_path: Path, tiny_corpus:
     assert batch["input_ids"][0, 0] == dm.tokenizer.bos_token_id
 
 
+@pytest.mark.parametrize("whitespace", ["keep", "collapse"])
+def test_collapsed_whitespace_makes_formatting_invisible_to_the_tokens(tmp_path: Path, tiny_corpus: Path,
+                                                                        whitespace: str) -> None:
+    dm = TokenDataModule(data_dir=str(tiny_corpus), output_dir=str(tmp_path), whitespace=whitespace, **TOKENS)
+    dm.setup("fit")
+    vocab = dm.tokenizer.get_vocab()
+    # merged byte-level BPE tokens with a newline (Ċ) or two spaces (ĠĠ); the 256 single bytes are always there
+    spacing = [t for t in vocab if len(t) > 1 and ("\u010a" in t or "\u0120\u0120" in t)]
+    assert bool(spacing) == (whitespace == "keep")
+    one_line = "int f(int a) { if (a > 0) return a; return 0; }"
+    spread = "int f(int a)\n{\n\n    if (a > 0)\n\t\treturn a;\n    return 0;\n}\n"
+    dm.set_predict_records([CodeRecord(id="a", func=one_line, target=0), CodeRecord(id="b", func=spread, target=0)])
+    dm.setup("predict")
+    rows = {int(b["index"][k]): b["input_ids"][k][b["attention_mask"][k].bool()].tolist()
+            for b in dm.predict_dataloader() for k in range(len(b["index"]))}
+    assert (rows[0] == rows[1]) == (whitespace == "collapse")
+
+
 # ---------------------------------------------------------------------------- fusion batches
 
 

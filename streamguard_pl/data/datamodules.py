@@ -345,6 +345,7 @@ class TokenDataModule(CodeDataModule):
     `tokenizer_name_or_path` loads a hub/local tokenizer; None trains a byte-level BPE of
     `bpe_vocab_size` on the train split and saves it in `<run>/tokenizer` for test and predict.
     `fixed_padding` pads every batch to `max_length` (the CodeXGLUE script's way; for benchmarks).
+    `whitespace="collapse"` tokenizes the code with every whitespace run as one space (no formatting).
     """
 
     model_type = "transformer"
@@ -358,10 +359,12 @@ class TokenDataModule(CodeDataModule):
         bucketing: bool = True,
         pad_to_multiple_of: int | None = 8,
         fixed_padding: bool = False,
+        whitespace: Literal["keep", "collapse"] = "keep",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.token_features = TokenFeatures(tokenizer_name_or_path, bpe_vocab_size, max_length, truncation, self.cache_dir / "tokens")
+        self.token_features = TokenFeatures(tokenizer_name_or_path, bpe_vocab_size, max_length, truncation,
+                                            self.cache_dir / "tokens", whitespace=whitespace)
 
     @property
     def tokenizer(self) -> Any:

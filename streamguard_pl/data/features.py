@@ -6,6 +6,8 @@ and code as the token and graph ones instead of repeating them.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -61,9 +63,21 @@ class GraphFeatures:
                                 {k: v for k, v in self.stats.items() if k != "predict"})
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
+def collapse_whitespace(text: str) -> str:
+    """Every whitespace run (indentation, line breaks) as one space: the code without its formatting."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
 @dataclass
 class TokenFeatures:
-    """Owns the tokenizer (pretrained, or BPE trained on the train split) and cached encodings."""
+    """Owns the tokenizer (pretrained, or BPE trained on the train split) and cached encodings.
+
+    `whitespace="collapse"` feeds the tokenizer the code without its formatting: on Devign the
+    formatting gives labels away (README results), and a byte-level BPE keeps every newline and space.
+    """
 
     tokenizer_name_or_path: str | None
     vocab_size: int
@@ -71,9 +85,15 @@ class TokenFeatures:
     truncation: Literal["head", "head_tail"]
     cache_dir: Path | None
     tokenizer: Any = None
+    whitespace: Literal["keep", "collapse"] = "keep"
+
+    def _texts_of(self, records: Sequence[CodeRecord]) -> Sequence[CodeRecord]:
+        if self.whitespace == "keep":
+            return records
+        return [dataclasses.replace(r, func=collapse_whitespace(r.func)) for r in records]
 
     def fit_tokenizer(self, train_records: Sequence[CodeRecord], save_dir: Path) -> Any:
-        texts = None if self.tokenizer_name_or_path else [r.func for r in train_records]
+        texts = None if self.tokenizer_name_or_path else [r.func for r in self._texts_of(train_records)]
         self.tokenizer = get_tokenizer(self.tokenizer_name_or_path, texts, save_dir, self.vocab_size)
         return self.tokenizer
 
@@ -81,7 +101,8 @@ class TokenFeatures:
         if self.tokenizer is None:
             raise RuntimeError("tokenizer not fitted: call fit_tokenizer on the train split first")
         cache = self.cache_dir if split != "predict" else None
-        ids = encode_records_cached(self.tokenizer, records, self.max_length, self.truncation, cache, split)
+        ids = encode_records_cached(self.tokenizer, self._texts_of(records), self.max_length, self.truncation, cache,
+                                    split)
         return TokenDataset(ids, [r.target for r in records], [r.id for r in records])
 
     def collator(self, pad_to_multiple_of: int | None, fixed_padding: bool) -> PadCollator:

@@ -146,7 +146,7 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
     assert OUR_CALLBACKS <= {type(cb) for cb in trainer.callbacks}
 
 
-GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens", "layout")
+GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens")
 
 
 @pytest.mark.parametrize("folder", sorted({p.parent for p in CONFIGS if (p.parent / "fusion.yaml").is_file()

@@ -357,13 +357,12 @@ def corpus_with_unparsable(tmp_path: Path) -> Path:
     return tmp_path / "d"
 
 
-@pytest.mark.parametrize(("policy", "subtokens", "layout"),
-                         [("drop", 0, False), ("placeholder", 0, False), ("placeholder", 3, True)])
+@pytest.mark.parametrize(("policy", "subtokens"), [("drop", 0), ("placeholder", 0), ("placeholder", 3)])
 def test_missing_graph_policy_is_applied_and_counted(corpus_with_unparsable: Path, tmp_path: Path, policy: str,
-                                                     subtokens: int, layout: bool) -> None:
+                                                     subtokens: int) -> None:
     dm = FusionDataModule(data_dir=str(corpus_with_unparsable), val_files=None, test_files=None, split=(1.0, 0.0, 0.0),
                           on_error="skip", missing_graph=policy, batch_size=8, token_buckets=BUCKETS,
-                          subtokens=subtokens, layout=layout, output_dir=str(tmp_path / "run"), **TOKENS)
+                          subtokens=subtokens, output_dir=str(tmp_path / "run"), **TOKENS)
     with pytest.warns(UserWarning, match="2 records have no graph"):
         dm.setup("fit")
     n = len(dm.records["train"])
@@ -391,7 +390,7 @@ def test_missing_graph_policy_is_applied_and_counted(corpus_with_unparsable: Pat
         real = next(p for p in ds.positions if p not in bad)
         batch = collate([ds[positions[real]], *(ds[positions[b]] for b in sorted(bad))])
         assert batch["graph"].num_graphs == 3
-        assert batch["graph"].x.size(1) == 2 + subtokens + layout  # the placeholder is as wide as a built graph
+        assert batch["graph"].x.size(1) == 2 + subtokens  # the placeholder is as wide as a built graph
         assert batch["graph"].rid == [dm.records["train"][i].id for i in [real, *sorted(bad)]]
         assert batch["graph"].num_error_nodes.tolist()[1:] == [0, 0]
 

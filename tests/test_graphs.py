@@ -246,26 +246,6 @@ def test_subtoken_columns_hold_the_pieces_of_compound_names_only() -> None:
     assert subwords(b"HTTPServer2") == [b"http", b"server", b"2"] and subwords(b"len") == []
 
 
-def test_layout_column_holds_the_whitespace_before_each_token() -> None:
-    src = "int f(int a)\n{\n\tif (a>0)\n\t\treturn a + 1;\n    return 0;\n}"
-    plain, lay = Graph(src), Graph(src, GraphConfig(layout=True))
-    x = lay.data.x
-    assert x.shape == (plain.data.x.size(0), 3)
-    assert torch.equal(x[:, :2], plain.data.x)  # code features and node ids unchanged
-    inner = sorted({s for s, _ in lay.edges("ast")})
-    assert x[inner, 2].abs().sum() == 0
-    before = {txt: [] for txt in ("if", "return", ">", "+", "0", "1")}
-    for i, (_, txt) in enumerate(lay.nodes):
-        if txt in before and x[i, 1] > 0:
-            before[txt].append(int(x[i, 2]))
-    tab, two_tabs, four_spaces = before["if"][0], before["return"][0], before["return"][1]
-    assert len({tab, two_tabs, four_spaces}) == 3  # "\n\t", "\n\t\t", "\n    "
-    none, space = before[">"][0], before["+"][0]
-    assert none > 1 and space > 1 and none != space  # "a>0" against "a + 1"
-    assert before["0"][0] == none and before["1"][0] == space
-    assert GraphConfig(layout=True).feature_columns == 3
-
-
 # ------------------------------------------------------------------------------------------ options
 
 
@@ -348,15 +328,11 @@ def test_config_validation_and_builder_pickles():
         GraphConfig(lang="java")
     with pytest.raises(ValueError, match="subtokens"):
         GraphConfig(subtokens=-1)
-    with pytest.raises(ValueError, match="layout"):
-        GraphConfig(layout="yes")
     with pytest.raises(GraphBuildError, match="lang"):
         GraphBuilder().build(LOOPS, "java")
     assert GraphConfig(edge_types=("dfg", "ast")).fingerprint() == GraphConfig(edge_types=("ast", "dfg")).fingerprint()
     assert GraphConfig().fingerprint() != GraphConfig(max_nodes=999).fingerprint()
     assert GraphConfig().fingerprint() != GraphConfig(subtokens=2).fingerprint()
-    assert GraphConfig().fingerprint() != GraphConfig(layout=True).fingerprint()
-    assert GraphConfig(subtokens=2, layout=True).feature_columns == 5
     clone = pickle.loads(pickle.dumps(GraphBuilder(GraphConfig(reverse_edges=True))))
     assert clone.config.reverse_edges and clone.build(LOOPS).edge_index.size(1) > 0
 

@@ -287,9 +287,7 @@ class GraphDataModule(CodeDataModule):
 
     `token_buckets` and the edge settings must match the GNN's (`num_edge_types` >= `len(edge_types)`,
     doubled with `reverse_edges`); the model checks this at setup. `subtokens=k` adds the hashed
-    sub-words of each identifier (up to k) to its node features; `layout` adds the whitespace before
-    each token (indentation, line breaks, spacing; on Devign the code's formatting carries label signal,
-    README results). The GNN needs no setting for either: the extra columns share its token table.
+    sub-words of each identifier (up to k) to its node features; the GNN needs no setting for it.
     """
 
     model_type = "gnn"
@@ -302,12 +300,10 @@ class GraphDataModule(CodeDataModule):
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
         subtokens: int = 0,
-        layout: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens,
-                                        layout)
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
 
     @property
@@ -416,13 +412,11 @@ class FusionDataModule(TokenDataModule):
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
         subtokens: int = 0,
-        layout: bool = False,
         missing_graph: Literal["drop", "placeholder"] = "drop",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens,
-                                        layout)
+        self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
         self.missing_graphs: dict[str, int] = {}
 
@@ -435,7 +429,7 @@ class FusionDataModule(TokenDataModule):
         positions = []
         for pos, rec in enumerate(records):
             if pos not in by_index and self.hparams.missing_graph == "placeholder":
-                by_index[pos] = placeholder_graph(rec.target, pos, rec.id, self.graph_config.feature_columns)
+                by_index[pos] = placeholder_graph(rec.target, pos, rec.id, 2 + self.graph_config.subtokens)
             if pos in by_index:
                 positions.append(pos)
         self.missing_graphs[split] = len(records) - len(self.graph_features.graphs[split])

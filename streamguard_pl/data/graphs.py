@@ -15,10 +15,7 @@ text such as a MISSING node, else 2 + crc32(text) mod (token_buckets - 2)). With
 ``x[:, 2:2+k]`` hold the buckets of a leaf's first k sub-words (``buf_size`` -> ``buf``, ``size``;
 ``AVCodecContext`` -> ``av``, ``codec``, ``context``; lower-cased, hashed like whole tokens, 0 =
 none). Real code (Devign's FFmpeg/QEMU) is full of project-specific names that a whole-name bucket
-only memorises; their pieces recur across projects and functions. With ``layout=True`` the last
-column holds, per leaf, the bucket of the whitespace run just before it (indentation, line breaks,
-spaces around operators; "none" has its own bucket), hashed apart from tokens: a byte-level BPE
-transformer sees the formatting, and on Devign it predicts the label (README results).
+only memorises; their pieces recur across projects and functions.
 
 Edges (directed; ids are positions in the config's canonical edge_types, reverse = id + n):
   ast  parent -> child over kept nodes.
@@ -207,7 +204,6 @@ class GraphConfig:
     token_buckets: int = 50_000
     lang: str = "auto"
     subtokens: int = 0
-    layout: bool = False
 
     def __post_init__(self) -> None:
         given = tuple(self.edge_types) if not isinstance(self.edge_types, str) else (self.edge_types,)
@@ -223,13 +219,6 @@ class GraphConfig:
             raise ValueError(f"lang must be 'auto', 'c' or 'cpp', got {self.lang!r}")
         if isinstance(self.subtokens, bool) or not isinstance(self.subtokens, int) or self.subtokens < 0:
             raise ValueError(f"subtokens must be an int >= 0 (0 = whole tokens only), got {self.subtokens!r}")
-        if not isinstance(self.layout, bool):
-            raise ValueError(f"layout must be true or false, got {self.layout!r}")
-
-    @property
-    def feature_columns(self) -> int:
-        """Width of ``x``: node type, token, then sub-word and layout columns when on."""
-        return 2 + self.subtokens + int(self.layout)
 
     @property
     def num_edge_types(self) -> int:
@@ -244,9 +233,8 @@ class GraphConfig:
     def fingerprint(self) -> str:
         """Changes whenever the graphs for the same input could change (settings, code, grammars)."""
         config = asdict(self)
-        for optional in ("subtokens", "layout"):  # caches built before these existed stay valid
-            if not config[optional]:
-                del config[optional]
+        if not self.subtokens:  # caches built before sub-tokens existed stay valid
+            del config["subtokens"]
         payload = {
             "builder_version": BUILDER_VERSION,
             "config": config,
@@ -369,22 +357,6 @@ def _subtoken_columns(w: _Walk, n: int, k: int, buckets: int) -> np.ndarray:
         if pieces:
             cols[i, : len(pieces)] = [crc(p) % m + 2 for p in pieces]
     return cols
-
-
-_SPACE = frozenset(b" \t\r\n\f\v")
-
-
-def _layout_column(w: _Walk, spans: list[tuple[int, int]], src: bytes, n: int, buckets: int) -> np.ndarray:
-    """Per leaf, the bucket of the whitespace run just before it (its own bucket for none); 0 elsewhere."""
-    col = np.zeros((n, 1), dtype=np.int64)
-    m = buckets - 2
-    crc = zlib.crc32
-    for i in w.leaves:
-        start = j = spans[i][0]
-        while j > 0 and src[j - 1] in _SPACE:
-            j -= 1
-        col[i, 0] = crc(b"\x00layout:" + src[j:start]) % m + 2
-    return col
 
 
 def _dfg(w: _Walk) -> tuple[list[int], list[int]]:
@@ -729,8 +701,7 @@ class GraphBuilder:
     def build(self, func: str, lang: str | None = None) -> Data:
         tree, src, chosen, n_errors = self._parse(func, lang)
         k = self.config.subtokens
-        spans: list[tuple[int, int]] | None = [] if self.config.layout else None
-        w = _walk(tree, src, _GRAMMARS[chosen], self.config.token_buckets, spans, texts=[] if k else None)
+        w = _walk(tree, src, _GRAMMARS[chosen], self.config.token_buckets, texts=[] if k else None)
         n = len(w.types)
         if n <= 1:
             raise GraphBuildError("no code in function (only comments or punctuation)")
@@ -772,8 +743,6 @@ class GraphBuilder:
         x = np.array((w.types, w.toks), dtype=np.int64).T
         if k:
             x = np.concatenate((x, _subtoken_columns(w, n, k, self.config.token_buckets)), axis=1)
-        if spans is not None:
-            x = np.concatenate((x, _layout_column(w, spans, src, n, self.config.token_buckets)), axis=1)
         x = torch.from_numpy(np.ascontiguousarray(x))  # copies only the transposed view
         truncated = 0
         cap = self.config.max_nodes

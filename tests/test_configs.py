@@ -147,15 +147,19 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
 
 
 GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens")
+#: The fusion trains its own BPE on the same train split: it equals the transformer part's only with these equal.
+TOKEN_SETTINGS = ("tokenizer_name_or_path", "bpe_vocab_size", "max_length", "truncation", "whitespace")
 
 
 @pytest.mark.parametrize("folder", sorted({p.parent for p in CONFIGS if (p.parent / "fusion.yaml").is_file()
                                            and (p.parent / "gnn.yaml").is_file()}), ids=lambda p: p.name)
-def test_fusion_builds_the_graphs_its_gnn_part_was_trained_on(folder: Path, parser: Any) -> None:
-    """A fusion loads the GNN part's checkpoint: other graph settings would feed it features it never saw."""
-    gnn = parser.parse_args(["--config", str(folder / "gnn.yaml")])["data"]["init_args"]
+@pytest.mark.parametrize(("part", "settings"), [("gnn", GRAPH_SETTINGS), ("transformer", TOKEN_SETTINGS)])
+def test_fusion_builds_the_features_its_parts_were_trained_on(folder: Path, part: str, settings: tuple[str, ...],
+                                                             parser: Any) -> None:
+    """A fusion loads the parts' checkpoints: other feature settings would feed them inputs they never saw."""
+    trained = parser.parse_args(["--config", str(folder / f"{part}.yaml")])["data"]["init_args"]
     fusion = parser.parse_args(["--config", str(folder / "fusion.yaml")])["data"]["init_args"]
-    assert {k: fusion[k] for k in GRAPH_SETTINGS} == {k: gnn[k] for k in GRAPH_SETTINGS}
+    assert {k: fusion[k] for k in settings} == {k: trained[k] for k in settings}
 
 
 def test_full_size_values_reach_the_objects(parser: Any, tiny_pretrained: Path, tmp_path: Path) -> None:

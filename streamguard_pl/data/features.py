@@ -87,13 +87,14 @@ class TokenFeatures:
     tokenizer: Any = None
     whitespace: Literal["keep", "collapse"] = "keep"
 
-    def _texts_of(self, records: Sequence[CodeRecord]) -> Sequence[CodeRecord]:
+    def _as_tokenized(self, records: Sequence[CodeRecord]) -> Sequence[CodeRecord]:
+        """The records with the text the tokenizer is trained on and encodes (the cache key covers it)."""
         if self.whitespace == "keep":
             return records
         return [dataclasses.replace(r, func=collapse_whitespace(r.func)) for r in records]
 
     def fit_tokenizer(self, train_records: Sequence[CodeRecord], save_dir: Path) -> Any:
-        texts = None if self.tokenizer_name_or_path else [r.func for r in self._texts_of(train_records)]
+        texts = None if self.tokenizer_name_or_path else [r.func for r in self._as_tokenized(train_records)]
         self.tokenizer = get_tokenizer(self.tokenizer_name_or_path, texts, save_dir, self.vocab_size)
         return self.tokenizer
 
@@ -101,7 +102,7 @@ class TokenFeatures:
         if self.tokenizer is None:
             raise RuntimeError("tokenizer not fitted: call fit_tokenizer on the train split first")
         cache = self.cache_dir if split != "predict" else None
-        ids = encode_records_cached(self.tokenizer, self._texts_of(records), self.max_length, self.truncation, cache,
+        ids = encode_records_cached(self.tokenizer, self._as_tokenized(records), self.max_length, self.truncation, cache,
                                     split)
         return TokenDataset(ids, [r.target for r in records], [r.id for r in records])
 

@@ -1,0 +1,44 @@
+"""Exponential moving average of the weights, on Lightning's own `EMAWeightAveraging`.
+
+Lightning's callback validates and checkpoints the averaged weights, which is what noisy labels
+(Devign) want. It also swaps and copies *buffers* between the live and the averaged model, and our
+modules keep their decision cut in a buffer (`decision_threshold`) that `tune_threshold` re-chooses
+in `on_validation_epoch_end`, a hook that runs after the callback has swapped the live weights back.
+Averaging that buffer would save a lagging cut, and copying the averaged model's buffers at the end
+of training would reset it. So here only parameters are averaged, and every buffer in a checkpoint,
+or left on the module when training ends, is the live module's.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+
+
+class EMAWeights(EMAWeightAveraging):
+    """EMA of the parameters (decay per optimizer step); buffers stay the live module's."""
+
+    def __init__(self, decay: float = 0.999, update_starting_at_step: int | None = None,
+                 update_every_n_steps: int = 1) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMAWeights decay must be in (0, 1), got {decay!r}")
+        super().__init__(decay=decay, use_buffers=False, update_starting_at_step=update_starting_at_step,
+                         update_every_n_steps=update_every_n_steps)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        live = checkpoint.get("current_model_state")
+        if live is None:
+            return
+        for name, _ in pl_module.named_buffers():
+            if name in live:
+                checkpoint["state_dict"][name] = live[name]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        buffers = {name: b.detach().clone() for name, b in pl_module.named_buffers()}
+        super().on_train_end(trainer, pl_module)
+        with torch.no_grad():
+            for name, b in pl_module.named_buffers():
+                b.copy_(buffers[name])

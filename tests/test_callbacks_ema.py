@@ -1,5 +1,7 @@
-"""EMAWeights on a real GNN run with a tuned cut: the averaged weights are what is validated, saved and
-left behind, and the cut a checkpoint carries is the one chosen on those averaged weights."""
+"""EMAWeights on real runs: the averaged weights are what is validated, saved and left behind (checked
+against an average taken by hand), the cut a checkpoint carries is the one chosen on those averaged
+weights, a from-scratch transformer (built in its own `setup`) is averaged whole, and a resumed run
+carries on the average it saved."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +12,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from _trainers import quiet_trainer
 from streamguard_pl.callbacks import EMAWeights
-from streamguard_pl.data.datamodules import GraphDataModule
-from streamguard_pl.models import GNNClassifier
+from streamguard_pl.data.datamodules import GraphDataModule, TokenDataModule
+from streamguard_pl.models import GNNClassifier, TransformerClassifier
 from streamguard_pl.models.threshold import best_accuracy_threshold
 
 DECAY = 0.8
@@ -22,9 +24,26 @@ class ParamLog(Callback):
 
     def __init__(self) -> None:
         self.steps: list[dict[str, torch.Tensor]] = []
+        self.start: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = {k: p.detach().clone() for k, p in pl_module.named_parameters()}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps.append({k: p.detach().clone() for k, p in pl_module.named_parameters()})
+
+
+def by_hand(steps: list[dict[str, torch.Tensor]], start: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """EMA of the logged parameters; without `start` the first step is copied, as AveragedModel does."""
+    ema = dict(start) if start is not None else dict(steps[0])
+    for step in steps if start is not None else steps[1:]:
+        ema = {k: DECAY * ema[k] + (1 - DECAY) * step[k] for k in ema}
+    return ema
+
+
+def assert_holds(model: torch.nn.Module, ema: dict[str, torch.Tensor]) -> None:
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), ema[name], rtol=1e-4, atol=1e-5)
 
 
 def test_ema_run_saves_and_leaves_the_averaged_weights_with_their_own_cut(
@@ -39,11 +58,8 @@ def test_ema_run_saves_and_leaves_the_averaged_weights_with_their_own_cut(
     trainer.fit(model, dm)
 
     # What training leaves on the module is the EMA of the live parameters, step by step.
-    ema = dict(log.steps[0])
-    for step in log.steps[1:]:
-        ema = {k: DECAY * ema[k] + (1 - DECAY) * step[k] for k in ema}
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.detach(), ema[name], rtol=1e-4, atol=1e-5)
+    ema = by_hand(log.steps)
+    assert_holds(model, ema)
     assert any(not torch.allclose(log.steps[-1][k], ema[k]) for k in ema)  # averaged, not the last step
 
     saved = torch.load(ckpt.best_model_path, weights_only=False)
@@ -61,6 +77,35 @@ def test_ema_run_saves_and_leaves_the_averaged_weights_with_their_own_cut(
     assert float(best.decision_threshold) == pytest.approx(expected, abs=1e-6) and expected != 0.5
     assert float(model.decision_threshold) == pytest.approx(float(trainer.callback_metrics["val/threshold"]))
     assert float(model.decision_threshold) != 0.5
+
+
+def test_a_from_scratch_transformer_is_averaged_whole_and_a_resumed_run_continues_its_average(
+        tiny_corpus: Path, tiny_roberta: dict, tmp_path: Path) -> None:
+    dm = TokenDataModule(data_dir=str(tiny_corpus), batch_size=16, bpe_vocab_size=400, max_length=128,
+                         output_dir=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    model = TransformerClassifier(config=tiny_roberta, scheduler="none")
+    assert model.encoder is None  # built in setup, after the callbacks' setup
+    log = ParamLog()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1)  # saved at epoch end, mid-fit
+    quiet_trainer(tmp_path, max_epochs=1, enable_checkpointing=True, num_sanity_val_steps=1,
+                  callbacks=[log, EMAWeights(decay=DECAY), ckpt]).fit(model, dm)
+    assert len(log.steps) > 3 and any(k.startswith("encoder.") for k in log.steps[0])
+    assert_holds(model, by_hand(log.steps))
+
+    # Resuming restores the saved average and goes on from it, rather than restarting from the live weights.
+    (epoch_end,) = sorted((tmp_path / "ckpt").glob("*.ckpt"))  # (last.ckpt is written after training, when the average is all there is)
+    saved = torch.load(epoch_end, weights_only=False)
+    assert any(not torch.equal(v, saved["current_model_state"][k]) for k, v in saved["state_dict"].items())
+    log2 = ParamLog()
+    quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, num_sanity_val_steps=0,
+                  callbacks=[log2, EMAWeights(decay=DECAY), ModelCheckpoint(dirpath=tmp_path / "ckpt2")]
+                  ).fit(model, dm, ckpt_path=epoch_end)
+    assert len(log2.steps) == len(log.steps)
+    for k, p in log2.start.items():  # training goes on from the live weights, not from their average
+        torch.testing.assert_close(p, saved["current_model_state"][k], rtol=0, atol=0)
+    start = {k: v for k, v in saved["state_dict"].items() if k in log2.steps[0]}
+    assert_holds(model, by_hand(log2.steps, start=start))
 
 
 def test_decay_outside_zero_one_is_refused() -> None:

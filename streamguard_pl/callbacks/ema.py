@@ -7,6 +7,11 @@ in `on_validation_epoch_end`, a hook that runs after the callback has swapped th
 Averaging that buffer would save a lagging cut, and copying the averaged model's buffers at the end
 of training would reset it. So here only parameters are averaged, and every buffer in a checkpoint,
 or left on the module when training ends, is the live module's.
+
+Lightning copies the module in the callback's `setup`, which runs before the module's own; a
+from-scratch `TransformerClassifier` only builds its encoder there (the tokenizer sizes it). So the
+copy is made at fit start (or when a resumed checkpoint is restored), once the module is whole and,
+at fit start, on its device.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class EMAWeights(EMAWeightAveraging):
@@ -26,6 +32,22 @@ class EMAWeights(EMAWeightAveraging):
             raise ValueError(f"EMAWeights decay must be in (0, 1), got {decay!r}")
         super().__init__(decay=decay, use_buffers=False, update_starting_at_step=update_starting_at_step,
                          update_every_n_steps=update_every_n_steps)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:
+            self._average_model = None  # a new fit averages afresh, from the module as on_fit_start finds it
+
+    def _ensure_average(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is None:
+            super().setup(trainer, pl_module, TrainerFn.FITTING)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._ensure_average(trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming: restore the average into a copy of the built module
+            self._ensure_average(trainer, pl_module)
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)

@@ -30,6 +30,7 @@ class EMAWeights(EMAWeightAveraging):
                  update_every_n_steps: int = 1) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMAWeights decay must be in (0, 1), got {decay!r}")
+        self.decay = decay  # Lightning keeps it only inside its averaging function
         super().__init__(decay=decay, use_buffers=False, update_starting_at_step=update_starting_at_step,
                          update_every_n_steps=update_every_n_steps)
 

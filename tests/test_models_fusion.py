@@ -206,6 +206,48 @@ def test_part_checkpoints_load_and_the_encoders_equal_them(part_checkpoints, tin
     assert loaded.hparams.fusion == "concat"
 
 
+def test_residual_fusion_starts_as_its_transformer_and_then_learns_from_the_graph(part_checkpoints, tiny_corpus, tmp_path) -> None:
+    transformer = load_classifier_checkpoint(part_checkpoints["transformer"], TransformerClassifier)
+    model = FusionClassifier(transformer_ckpt=str(part_checkpoints["transformer"]), gnn_ckpt=str(part_checkpoints["gnn"]),
+                             fusion_hidden=16, fusion="residual", lr=1e-2)
+    assert model.text.head is None and model.fusion_head.text_head is not None
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=BUCKETS, output_dir=str(tmp_path / "run"),
+                          tokenizer_name_or_path=str(part_checkpoints["tokenizer"]), max_length=128)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    model.eval(), transformer.eval()
+    with torch.no_grad():
+        start = model(batch)
+        assert torch.allclose(start, transformer(batch["tokens"]), atol=1e-6)  # exactly the transformer's logits
+
+    model.train()
+    tr = trainer(tmp_path, fast_dev_run=3)
+    tr.fit(model, dm)
+    # the zero layer moved at the first step, and through it the GNN learned from the second on
+    assert model.fusion_head.classifier.net[-1].weight.abs().sum() > 0
+    gnn_before = encoder_state(part_checkpoints["gnn"])
+    gnn_after = model.graph.encoder.state_dict()
+    assert any(not torch.equal(gnn_after[k], gnn_before[k]) for k in gnn_before if gnn_before[k].is_floating_point())
+    model.eval()
+    with torch.no_grad():
+        moved = model(batch)
+    assert not torch.allclose(moved, start)
+    tr.save_checkpoint(tmp_path / "residual.ckpt")
+    loaded = FusionClassifier.load_from_checkpoint(tmp_path / "residual.ckpt", weights_only=True)
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(batch), moved)
+
+
+def test_the_residual_kind_and_a_text_head_go_together() -> None:
+    from streamguard_pl.nets.fusion_head import ClassifierHead, FusionHead
+
+    with pytest.raises(ValueError, match="residual fusion kind, and only it, takes the text model's head"):
+        FusionHead(8, 8, 8, "residual")
+    with pytest.raises(ValueError, match="residual fusion kind, and only it"):
+        FusionHead(8, 8, 8, "gated", text_head=ClassifierHead(8))
+
+
 def test_a_tokenizer_larger_than_the_loaded_transformer_is_refused(part_checkpoints, tiny_corpus, tmp_path) -> None:
     model = FusionClassifier(transformer_ckpt=str(part_checkpoints["transformer"]), gnn_ckpt=str(part_checkpoints["gnn"]),
                              fusion_hidden=16)
@@ -254,7 +296,7 @@ def test_graph_settings_that_do_not_fit_the_fusion_gnn_are_a_clear_error(tiny_co
 # ---------------------------------------------------------------------------- heads and the default
 
 
-@pytest.mark.parametrize("kind", ["concat", "gated", "cross_attention"])
+@pytest.mark.parametrize("kind", ["concat", "gated", "cross_attention", "residual"])
 def test_every_fusion_head_trains(fusion_dm, tmp_path, tiny_roberta, tiny_gnn, kind) -> None:
     model = fresh(fusion_dm, tiny_roberta, tiny_gnn, fusion=kind)
     rec = Recorder()

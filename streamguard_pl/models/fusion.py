@@ -93,9 +93,11 @@ class FusionClassifier(VulnerabilityClassifier):
         hp = self.hparams
         assert self.text is not None and self.text.encoder is not None
         self.fusion_head = FusionHead(
-            self.text.encoder.out_dim, self.graph.encoder.out_dim, hp.fusion_hidden, hp.fusion, hp.dropout
+            self.text.encoder.out_dim, self.graph.encoder.out_dim, hp.fusion_hidden, hp.fusion, hp.dropout,
+            text_head=self.text.head if hp.fusion == "residual" else None,
         )
-        # Drop the part classifiers' own heads: only their encoders are fused.
+        # Only the encoders are fused: the part classifiers' own heads go (the residual head has
+        # taken the transformer's into the fusion head, where it trains at the head's rate).
         self.text.head = None
         self.graph.head = None  # type: ignore[assignment]
         self.hparams.transformer = {**_clean(dict(self.text.hparams)), "_resolved": True}

@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-FusionKind = Literal["concat", "gated", "cross_attention"]
+FusionKind = Literal["concat", "gated", "cross_attention", "residual"]
 
 
 class ClassifierHead(nn.Module):
@@ -28,13 +28,21 @@ class FusionHead(nn.Module):
 
     concat: [t; g]. gated: a learned sigmoid gate mixes the two projections per dimension.
     cross_attention: the two projected vectors form a 2-token sequence and attend to each other.
+    residual: the text model's own trained head (`text_head`) plus a correction read from [t; g]
+    whose last layer starts at zero, so fusion starts as exactly its text model and can only move
+    from there as far as the graph vector earns; a head trained from scratch on an overfit text
+    encoder's training features can start, and end, below that text model.
     """
 
-    def __init__(self, text_dim: int, graph_dim: int, hidden_dim: int = 256, kind: FusionKind = "gated", dropout: float = 0.1) -> None:
+    def __init__(self, text_dim: int, graph_dim: int, hidden_dim: int = 256, kind: FusionKind = "gated", dropout: float = 0.1,
+                 text_head: nn.Module | None = None) -> None:
         super().__init__()
-        if kind not in ("concat", "gated", "cross_attention"):
-            raise ValueError(f"fusion kind must be concat, gated or cross_attention; got {kind!r}")
+        if kind not in ("concat", "gated", "cross_attention", "residual"):
+            raise ValueError(f"fusion kind must be concat, gated, cross_attention or residual; got {kind!r}")
+        if (kind == "residual") != (text_head is not None):
+            raise ValueError("the residual fusion kind, and only it, takes the text model's head (text_head)")
         self.kind = kind
+        self.text_head = text_head
         self.text_proj = nn.Linear(text_dim, hidden_dim)
         self.graph_proj = nn.Linear(graph_dim, hidden_dim)
         if kind == "gated":
@@ -43,11 +51,18 @@ class FusionHead(nn.Module):
             heads = 4 if hidden_dim % 4 == 0 else 1
             self.attention = nn.MultiheadAttention(hidden_dim, heads, dropout=dropout, batch_first=True)
             self.attn_norm = nn.LayerNorm(hidden_dim)
-        in_dim = 2 * hidden_dim if kind in ("concat", "cross_attention") else hidden_dim
+        in_dim = hidden_dim if kind == "gated" else 2 * hidden_dim
         self.classifier = ClassifierHead(in_dim, hidden_dim, dropout)
+        if kind == "residual":
+            last = self.classifier.net[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, text: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
         t, g = self.text_proj(text), self.graph_proj(graph)
+        if self.kind == "residual":
+            assert self.text_head is not None
+            return self.text_head(text) + self.classifier(torch.cat([t, g], dim=-1))
         if self.kind == "concat":
             fused = torch.cat([t, g], dim=-1)
         elif self.kind == "gated":

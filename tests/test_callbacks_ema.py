@@ -108,6 +108,32 @@ def test_a_from_scratch_transformer_is_averaged_whole_and_a_resumed_run_continue
     assert_holds(model, by_hand(log2.steps, start=start))
 
 
+class TestedWeights(Callback):
+    """The parameters the test loop runs with."""
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.params = {k: p.detach().clone() for k, p in pl_module.named_parameters()}
+
+
+def test_testing_the_best_checkpoint_after_fit_tests_its_averaged_weights(
+        tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
+    """`trainer.test(ckpt_path="best")` on the trainer that fitted (what `streamguard study` does):
+    Lightning's callback, still holding its average from fit, would load the checkpoint's live weights
+    (`current_model_state`) over the averaged ones and test those instead."""
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=1024, output_dir=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    tested = TestedWeights()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/accuracy", mode="max", filename="best")
+    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, num_sanity_val_steps=0,
+                            callbacks=[EMAWeights(decay=DECAY), ckpt, tested])
+    trainer.fit(GNNClassifier(**tiny_gnn, scheduler="none"), dm)
+    trainer.test(ckpt_path="best", datamodule=dm)
+    saved = torch.load(ckpt.best_model_path, weights_only=False)
+    assert any(not torch.equal(v, saved["current_model_state"][k]) for k, v in saved["state_dict"].items())
+    for name, p in tested.params.items():
+        assert torch.equal(p, saved["state_dict"][name]), name
+
+
 def test_decay_outside_zero_one_is_refused() -> None:
     with pytest.raises(ValueError, match="decay must be in"):
         EMAWeights(decay=1.0)

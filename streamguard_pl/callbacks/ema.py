@@ -11,7 +11,8 @@ or left on the module when training ends, is the live module's.
 Lightning copies the module in the callback's `setup`, which runs before the module's own; a
 from-scratch `TransformerClassifier` only builds its encoder there (the tokenizer sizes it). So the
 copy is made at fit start (or when a resumed checkpoint is restored), once the module is whole and,
-at fit start, on its device.
+at fit start, on its device. Outside fit, a checkpoint is evaluated with its averaged weights, also on
+the trainer that fitted it.
 """
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ class EMAWeights(EMAWeightAveraging):
         self._ensure_average(trainer, pl_module)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if trainer.state.fn == TrainerFn.FITTING:  # resuming: restore the average into a copy of the built module
-            self._ensure_average(trainer, pl_module)
+        if trainer.state.fn != TrainerFn.FITTING:
+            # test / validate / predict evaluate the averaged weights the checkpoint's state_dict holds.
+            # Lightning's callback, still holding its average after a fit on the same trainer (as in
+            # `trainer.test(ckpt_path="best")` after `fit`), would load the live weights over them.
+            return
+        self._ensure_average(trainer, pl_module)  # resuming: restore the average into a copy of the built module
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:

@@ -29,9 +29,9 @@ class FusionHead(nn.Module):
     concat: [t; g]. gated: a learned sigmoid gate mixes the two projections per dimension.
     cross_attention: the two projected vectors form a 2-token sequence and attend to each other.
     residual: the text model's own trained head (`text_head`) plus a correction read from [t; g]
-    whose last layer starts at zero, so fusion starts as exactly its text model and can only move
-    from there as far as the graph vector earns; a head trained from scratch on an overfit text
-    encoder's training features can start, and end, below that text model.
+    whose last layer starts at zero, so fusion starts as exactly its text model and training moves
+    it from there; a head trained from scratch on an overfit text encoder's training features starts
+    below that text model and can end there (Devign, README).
     """
 
     def __init__(self, text_dim: int, graph_dim: int, hidden_dim: int = 256, kind: FusionKind = "gated", dropout: float = 0.1,

@@ -142,6 +142,7 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
 
     from .data.datamodules import CodeDataModule
     from .data.tokens import load_tokenizer
+    from .data.vocab import VOCAB_FILE, TokenVocabulary
 
     run_dir = ckpt.resolve().parent.parent
     config = config or run_dir / "config.yaml"
@@ -159,6 +160,9 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     features = getattr(dm, "token_features", None)
     if features is not None and features.tokenizer_name_or_path is None and saved_tokenizer.is_dir():
         features.tokenizer = load_tokenizer(str(saved_tokenizer))
+    graph_features = getattr(dm, "graph_features", None)
+    if graph_features is not None and graph_features.min_token_count and (run_dir / VOCAB_FILE).is_file():
+        graph_features.vocab = TokenVocabulary.load(run_dir / VOCAB_FILE)  # else fitted again on the train split
     return model, dm
 
 

@@ -35,6 +35,7 @@ from .records import (
     split_records,
 )
 from .tokens import LengthBucketBatchSampler
+from .vocab import VOCAB_FILE
 
 SPLITS = ("train", "val", "test")
 #: `data_dir: juliet` / `data_dir: devign` read the shared copies in place (locations.py says where).
@@ -116,9 +117,22 @@ class CodeDataModule(L.LightningDataModule):
         return self.cache_dir / "synthetic" / f"n{n}-seed{seed}-{level}-{_synthetic_version()}"
 
     def prepare_data(self) -> None:
-        """Once per node before setup: write what every rank then only reads (corpus, tokenizer)."""
+        """Once per node before setup: write what every rank then only reads (corpus, tokenizer).
+
+        A saved run's features (its tokenizer, its token vocabulary) need no training data: scoring
+        files with `streamguard predict` works where the training set is not.
+        """
         self._ensure_corpus()
-        self.fit_features(self.load_records()["train"])
+        if not self.features_ready():
+            self.fit_features(self._train_records_for_features())
+
+    def _train_records_for_features(self) -> list[CodeRecord]:
+        try:
+            return self.load_records()["train"]
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{exc}: the features (tokenizer, token vocabulary) are fitted on the training data unless the "
+                f"run folder holds them (tokenizer/, {VOCAB_FILE})") from exc
 
     def _ensure_corpus(self) -> None:
         """Generate the embedded corpus when no data_dir is given; real data is read in place."""
@@ -245,7 +259,7 @@ class CodeDataModule(L.LightningDataModule):
             if self._predict_records is None:
                 raise RuntimeError("call set_predict_records(records) before trainer.predict")
             if not self.features_ready():
-                self.fit_features(self.load_records()["train"])
+                self.fit_features(self._train_records_for_features())
             self.datasets["predict"] = self.build_dataset(self._predict_records, "predict")
             return
         recs = self.load_records()
@@ -288,6 +302,9 @@ class GraphDataModule(CodeDataModule):
     `token_buckets` and the edge settings must match the GNN's (`num_edge_types` >= `len(edge_types)`,
     doubled with `reverse_edges`); the model checks this at setup. `subtokens=k` adds the hashed
     sub-words of each identifier (up to k) to its node features; the GNN needs no setting for it.
+    `min_token_count=k` gives each token text in >= k train graphs its own id (the `token_buckets - 2`
+    most frequent at most) and rarer ones the unknown id, instead of hashing every text into a
+    bucket; the vocabulary is fitted on train and saved as `<run>/token_vocab.json` for predict.
     """
 
     model_type = "gnn"
@@ -300,11 +317,13 @@ class GraphDataModule(CodeDataModule):
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
         subtokens: int = 0,
+        min_token_count: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
-        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
+        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error,
+                                            min_token_count)
 
     @property
     def token_buckets(self) -> int:
@@ -314,11 +333,22 @@ class GraphDataModule(CodeDataModule):
     def num_edge_types(self) -> int:
         return self.graph_config.num_edge_types
 
+    @property
+    def min_token_count(self) -> int:
+        return self.graph_features.min_token_count
+
+    def features_ready(self) -> bool:
+        return not self.graph_features.needs_vocab
+
+    def fit_features(self, train_records: list[CodeRecord]) -> None:
+        if self.graph_features.needs_vocab:
+            self.datasets["train"] = self.build_dataset(train_records, "train")
+
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         return GraphListDataset(self.graph_features.build(records, split))
 
     def after_build(self) -> None:
-        write_graph_statistics(self, self.graph_features)
+        write_graph_artifacts(self, self.graph_features)
 
     def make_loader(self, split: str, train: bool) -> GraphLoader:
         ds = self.datasets[split]
@@ -329,10 +359,13 @@ class GraphDataModule(CodeDataModule):
 
 
 @rank_zero_only
-def write_graph_statistics(dm: CodeDataModule, features: GraphFeatures) -> None:
+def write_graph_artifacts(dm: CodeDataModule, features: GraphFeatures) -> None:
+    """`graph_statistics.json`, and the fitted token vocabulary that test and predict reuse."""
     stats = features.statistics()
     if stats:
         atomic_write_json(dm.output_dir / "graph_statistics.json", stats)
+    if features.vocab is not None:
+        features.vocab.save(dm.output_dir / VOCAB_FILE)
 
 
 class TokenDataModule(CodeDataModule):
@@ -412,16 +445,26 @@ class FusionDataModule(TokenDataModule):
         token_buckets: int = 50_000,
         lang: Literal["auto", "c", "cpp"] = "auto",
         subtokens: int = 0,
+        min_token_count: int = 0,
         missing_graph: Literal["drop", "placeholder"] = "drop",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
-        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error)
+        self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error,
+                                            min_token_count)
         self.missing_graphs: dict[str, int] = {}
 
     token_buckets = GraphDataModule.token_buckets
     num_edge_types = GraphDataModule.num_edge_types
+    min_token_count = GraphDataModule.min_token_count
+
+    def features_ready(self) -> bool:
+        return super().features_ready() and GraphDataModule.features_ready(self)
+
+    def fit_features(self, train_records: list[CodeRecord]) -> None:
+        super().fit_features(train_records)  # the tokenizer first: the train dataset holds tokens too
+        GraphDataModule.fit_features(self, train_records)
 
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         tokens = self.token_features.build(records, split)
@@ -441,7 +484,7 @@ class FusionDataModule(TokenDataModule):
         return FusionDataset(tokens, by_index, positions)
 
     def after_build(self) -> None:
-        write_graph_statistics(self, self.graph_features)
+        write_graph_artifacts(self, self.graph_features)
 
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs),

@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
-from .graphs import GraphBuilder, GraphBuildStats, GraphConfig, build_graphs, graph_statistics
+from .graphs import RAW_TOKEN_IDS, GraphBuilder, GraphBuildStats, GraphConfig, build_graphs, graph_statistics
 from .records import CodeRecord
 from .tokens import PadCollator, TokenDataset, encode_records_cached, get_tokenizer
+from .vocab import TokenVocabulary
 
 
 class GraphListDataset(Dataset):
@@ -40,17 +41,39 @@ class GraphListDataset(Dataset):
 
 @dataclass
 class GraphFeatures:
-    """Builds (and caches) tree-sitter graphs for a split and keeps the build statistics."""
+    """Builds (and caches) tree-sitter graphs for a split and keeps the build statistics.
+
+    `min_token_count` > 0 replaces hashed token buckets with a vocabulary fitted on the train
+    graphs (`TokenVocabulary`): the train split must be built first, or `vocab` set (a saved run).
+    """
 
     config: GraphConfig
     cache_dir: Path | None
     on_error: Literal["raise", "skip"] = "raise"
+    min_token_count: int = 0
+    vocab: TokenVocabulary | None = None
     stats: dict[str, GraphBuildStats] = field(default_factory=dict)
     graphs: dict[str, list[Data]] = field(default_factory=dict)
+    token_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_token_count, bool) or not isinstance(self.min_token_count, int) or self.min_token_count < 0:
+            raise ValueError(f"min_token_count must be an int >= 0 (0 = hashed buckets), got {self.min_token_count!r}")
+
+    @property
+    def needs_vocab(self) -> bool:
+        return self.min_token_count > 0 and self.vocab is None
 
     def build(self, records: Sequence[CodeRecord], split: str) -> list[Data]:
         cache = self.cache_dir if split != "predict" else None
-        graphs, stats = build_graphs(records, GraphBuilder(self.config), self.on_error, cache, split)
+        config = dataclasses.replace(self.config, token_buckets=RAW_TOKEN_IDS) if self.min_token_count else self.config
+        graphs, stats = build_graphs(records, GraphBuilder(config), self.on_error, cache, split)
+        if self.min_token_count:
+            if self.vocab is None:
+                if split != "train":
+                    raise RuntimeError(f"min_token_count: build the train split before {split!r} (it fits the vocabulary)")
+                self.vocab = TokenVocabulary.fit(graphs, self.min_token_count, self.config.token_buckets - 2)
+            self.token_counts[split] = self.vocab.apply(graphs)
         position = {r.id: i for i, r in enumerate(records)}
         for g in graphs:
             g.idx = torch.tensor([position[g.rid]], dtype=torch.long)
@@ -59,8 +82,14 @@ class GraphFeatures:
         return graphs
 
     def statistics(self) -> dict[str, Any]:
-        return graph_statistics({k: v for k, v in self.graphs.items() if k != "predict"},
-                                {k: v for k, v in self.stats.items() if k != "predict"})
+        out = graph_statistics({k: v for k, v in self.graphs.items() if k != "predict"},
+                               {k: v for k, v in self.stats.items() if k != "predict"})
+        if self.vocab is not None:
+            for split, entry in out.items():
+                leaves, unknown = self.token_counts.get(split, (0, 0))
+                entry["token_vocabulary"] = {**self.vocab.summary(), "leaf_tokens": leaves, "unknown_tokens": unknown,
+                                             "unknown_fraction": unknown / leaves if leaves else None}
+        return out
 
 
 _WHITESPACE = re.compile(r"\s+")

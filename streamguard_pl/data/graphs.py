@@ -81,6 +81,9 @@ __all__ = [
 # Bump when the graphs produced for the same input change: it is part of every cache key.
 BUILDER_VERSION = "1"
 EDGE_TYPES: tuple[str, ...] = ("ast", "ncs", "cfg", "dfg")
+# `token_buckets` that makes a leaf's token id its text's crc32 + 2 (no modulo): what a fitted
+# vocabulary (data/vocab.py) maps to dense ids.
+RAW_TOKEN_IDS = 2**32 + 2
 LANGS = ("c", "cpp")
 _LANG_ALIASES = {"c": "c", "cpp": "cpp", "c++": "cpp", "cxx": "cpp", "cc": "cpp"}
 

@@ -111,7 +111,8 @@ class FusionClassifier(VulnerabilityClassifier):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        check_graph_settings(dm, self.graph.hparams.token_buckets, self.graph.hparams.num_edge_types, "model.gnn")
+        check_graph_settings(dm, self.graph.hparams.token_buckets, self.graph.hparams.num_edge_types, "model.gnn",
+                             self.graph.hparams.get("min_token_count", 0))
         tokenizer = getattr(dm, "tokenizer", None)
         if self.text is not None and tokenizer is not None and len(tokenizer) > self.text.hparams.vocab_size:
             raise ValueError(  # else an opaque IndexError in the embedding mid-step

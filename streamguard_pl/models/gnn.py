@@ -17,11 +17,19 @@ def default_num_node_types() -> int:
     return len(NODE_TYPES)
 
 
-def check_graph_settings(dm: Any, token_buckets: int, num_edge_types: int, where: str = "model") -> None:
-    """Fail fast, by name, when the datamodule's graph settings do not fit the network (else an opaque IndexError)."""
+def check_graph_settings(dm: Any, token_buckets: int, num_edge_types: int, where: str = "model",
+                         min_token_count: int = 0) -> None:
+    """Fail fast, by name, when the datamodule's graph settings do not fit the network (else an opaque IndexError).
+
+    `min_token_count` decides what a token id means (a hashed bucket or a vocabulary entry): a
+    network trained on one reads the other as noise without any error.
+    """
     buckets, edge_types = getattr(dm, "token_buckets", None), getattr(dm, "num_edge_types", None)
     if buckets is not None and buckets != token_buckets:
         raise ValueError(f"data.token_buckets={buckets} but {where}.token_buckets={token_buckets}")
+    data_min = getattr(dm, "min_token_count", None)
+    if data_min is not None and data_min != min_token_count:
+        raise ValueError(f"data.min_token_count={data_min} but {where}.min_token_count={min_token_count}")
     if edge_types is not None and edge_types > num_edge_types:
         raise ValueError(f"the data has {edge_types} edge types but {where}.num_edge_types={num_edge_types}")
 
@@ -29,7 +37,8 @@ def check_graph_settings(dm: Any, token_buckets: int, num_edge_types: int, where
 class GNNClassifier(VulnerabilityClassifier):
     """Devign-style GGNN by default; gcn / gat / gin and an edge-type-aware variant by option.
 
-    `token_buckets` and `num_edge_types` must match the GraphDataModule's settings (the CLI links them).
+    `token_buckets`, `num_edge_types` and `min_token_count` must match the GraphDataModule's settings
+    (checked at setup); `min_token_count` is kept so that a checkpoint says what its token ids mean.
     """
 
     model_type = "gnn"
@@ -47,6 +56,7 @@ class GNNClassifier(VulnerabilityClassifier):
         num_node_types: int | None = None,
         token_buckets: int = 50_000,
         num_edge_types: int = 8,
+        min_token_count: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_ratio: float = 0.05,
@@ -76,7 +86,7 @@ class GNNClassifier(VulnerabilityClassifier):
 
     def setup(self, stage: str) -> None:
         check_graph_settings(getattr(self.trainer, "datamodule", None), self.hparams.token_buckets,
-                             self.hparams.num_edge_types)
+                             self.hparams.num_edge_types, min_token_count=self.hparams.min_token_count)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.encoder(batch))

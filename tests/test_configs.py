@@ -150,7 +150,7 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
     assert [cb.decay for cb in trainer.callbacks if isinstance(cb, EMAWeights)] == expected_ema
 
 
-GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens")
+GRAPH_SETTINGS = ("edge_types", "reverse_edges", "max_nodes", "token_buckets", "lang", "subtokens", "min_token_count")
 #: The fusion trains its own BPE on the same train split: it equals the transformer part's only with these equal.
 TOKEN_SETTINGS = ("tokenizer_name_or_path", "bpe_vocab_size", "max_length", "truncation", "whitespace")
 

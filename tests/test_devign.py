@@ -29,7 +29,8 @@ def test_devign_cpu_config_fast_dev_run(model: str, devign_dir: Path, tmp_path: 
                  "--model.init_args.transformer", json.dumps({"config": {
                      "model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                      "intermediate_size": 64, "max_position_embeddings": 514}}),
-                 "--model.init_args.gnn", json.dumps({"hidden_dim": 16, "num_layers": 2, "token_buckets": 16384})]
+                 "--model.init_args.gnn", json.dumps({"hidden_dim": 16, "num_layers": 2, "token_buckets": 65536,
+                                                          "min_token_count": 3})]
     assert main(args) == 0
     meta = json.loads((run / "training_metadata.json").read_text())
     assert meta["status"] == "completed"

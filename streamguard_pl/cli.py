@@ -7,6 +7,8 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from .data.datamodules import CodeDataModule
+from .data.records import RecordError
+from .errors import InputError
 from .models.base import VulnerabilityClassifier
 from .trainer import StreamGuardTrainer
 
@@ -64,12 +66,24 @@ def build_cli(args: list[str] | None, run: bool = False) -> StreamGuardCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0, or 2 with a one-line message for bad input (the traceback would only say where we noticed)."""
     from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
+    try:
+        return _run(command, rest, from_console)
+    except InputError as err:
+        hint = ""
+        if isinstance(err, RecordError) and err.line and command in (*LIGHTNING_COMMANDS, "study"):
+            hint = "\n(--data.init_args.on_error skip skips such lines and counts them in training_metadata.json)"
+        print(f"streamguard {command}: error: {err}{hint}", file=sys.stderr)
+        return 2
+
+
+def _run(command: str, rest: list[str], from_console: bool) -> int:
     if command in LIGHTNING_COMMANDS:
         # From the console, LightningCLI reads sys.argv itself (giving it args too makes it warn).
         build_cli(None if from_console else [command, *rest], run=True)

@@ -20,7 +20,8 @@ import yaml
 import tree_sitter_c
 import tree_sitter_cpp
 
-from .data.records import CodeRecord, read_records
+from .data.records import CodeRecord, RecordError, read_records
+from .errors import InputError, InputNotFoundError
 
 C_SUFFIXES = {".c", ".h"}
 CPP_SUFFIXES = {".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++"}
@@ -87,7 +88,7 @@ def iter_source_files(path: Path) -> Iterator[Path]:
 def records_from_input(path: Path) -> list[CodeRecord]:
     """Functions of a C/C++ file or folder, or the records of a JSON Lines file."""
     if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
+        raise InputNotFoundError(f"input not found: {path}")
     if path.suffix == ".jsonl":
         return read_records([path], on_error="raise", dedupe=False, drop_conflicts=False)[0]
     records = []
@@ -96,7 +97,7 @@ def records_from_input(path: Path) -> list[CodeRecord]:
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{file}: not UTF-8 ({err})") from err
+            raise RecordError(file, 0, None, f"not UTF-8 ({err})") from err
         for fn in split_functions(text, lang):
             records.append(CodeRecord(
                 id=f"{file}:{fn.start_line}:{fn.name}", func=fn.text, target=0, lang=lang,
@@ -110,10 +111,14 @@ def records_from_input(path: Path) -> list[CodeRecord]:
 #: subcommand-less parser of `build_cli` rejects ("Option 'ckpt_path' is not accepted").
 
 
+class RunConfigError(InputError, ValueError):
+    """The run config next to a checkpoint (or given with --config) cannot rebuild the run."""
+
+
 def _run_config(config: Path) -> dict[str, Any]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
-        raise ValueError(f"{config}: not a run config (a YAML mapping with model and data sections)")
+        raise RunConfigError(f"{config}: not a run config (a YAML mapping with model and data sections)")
     return cfg
 
 
@@ -123,12 +128,12 @@ def _model_class(spec: Any, config: Path) -> type:
 
     path = spec.get("class_path") if isinstance(spec, dict) else spec
     if not isinstance(path, str):
-        raise ValueError(f"{config}: model.class_path missing")
+        raise RunConfigError(f"{config}: model.class_path missing")
     module_name, _, name = path.rpartition(".")
     module = importlib.import_module(module_name) if module_name else models
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, models.VulnerabilityClassifier)):
-        raise ValueError(f"{config}: model.class_path {path!r} is not a VulnerabilityClassifier")
+        raise RunConfigError(f"{config}: model.class_path {path!r} is not a VulnerabilityClassifier")
     return cls
 
 
@@ -144,10 +149,12 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     from .data.tokens import load_tokenizer
     from .data.vocab import VOCAB_FILE, TokenVocabulary
 
+    if not ckpt.is_file():
+        raise InputNotFoundError(f"checkpoint not found: {ckpt}")
     run_dir = ckpt.resolve().parent.parent
     config = config or run_dir / "config.yaml"
     if not config.is_file():
-        raise FileNotFoundError(f"no run config at {config}: pass --config with the YAML the checkpoint was trained with")
+        raise InputNotFoundError(f"no run config at {config}: pass --config with the YAML the checkpoint was trained with")
     cfg = _run_config(config)
     model = _model_class(cfg["model"], config).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     parser = ArgumentParser(exit_on_error=False)

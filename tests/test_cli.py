@@ -39,6 +39,23 @@ def test_unknown_command_returns_two(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["data", "shuffle"]) == 2  # `data` knows only `synth`
 
 
+def test_bad_input_is_one_line_naming_file_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad records, a missing data folder or checkpoint: exit 2 and a message, never a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    good = json.dumps({"func": "int f(void) { return 0; }", "target": 0})
+    (data / "train.jsonl").write_text(good + "\n" + json.dumps({"func": "int g(void) { return 1; }", "target": 2}) + "\n")
+    assert main(["fit", "--config", str(GNN_CONF), *_out(tmp_path / "run"), "--data.init_args.data_dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"streamguard fit: error: {data / 'train.jsonl'}:2: field 'target': must be 0 or 1" in err
+    assert "--data.init_args.on_error skip" in err and "Traceback" not in err
+    assert main(["fit", "--config", str(GNN_CONF), *_out(tmp_path / "run"),
+                 "--data.init_args.data_dir", str(tmp_path / "absent")]) == 2
+    assert f"streamguard fit: error: data folder not found: {tmp_path / 'absent'}" in capsys.readouterr().err
+    assert main(["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(data)]) == 2
+    assert "streamguard predict: error: checkpoint not found:" in capsys.readouterr().err
+
+
 def test_data_synth_writes_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "synth", "--n", "200", "--out", str(tmp_path)]) == 0
     lines = {name: (tmp_path / name).read_text().splitlines() for name in ("train.jsonl", "valid.jsonl", "test.jsonl")}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamguard_pl.cli import main
+from streamguard_pl.data.records import RecordError
 from streamguard_pl.predict import records_from_input, split_functions
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -123,6 +124,14 @@ def test_records_from_folder(sources: dict[str, Path]) -> None:
     assert [r.lang for r in recs] == ["c", "c", "cpp", "cpp"]
     with pytest.raises(FileNotFoundError, match="input not found"):
         records_from_input(sources["folder"] / "missing.c")
+
+
+def test_a_source_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "ok.c").write_text(A_C)
+    (tmp_path / "latin1.c").write_bytes("int f(void) { return 0; } /* caf\xe9 */\n".encode("latin-1"))
+    with pytest.raises(RecordError, match=r"latin1\.c: not UTF-8") as info:
+        records_from_input(tmp_path)
+    assert info.value.path == str(tmp_path / "latin1.c") and info.value.line == 0
 
 
 @pytest.fixture(scope="module", params=["gnn", "transformer", "fusion"])

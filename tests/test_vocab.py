@@ -3,6 +3,7 @@ the real thing: tree-sitter graphs of the embedded corpus, a GNN fit, and predic
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def test_fusion_datamodule_uses_the_same_vocabulary(tmp_path: Path, tiny_corpus:
     assert torch.equal(first["graph"].x, graph_dm.datasets["train"][0].x)
 
 
-def test_predict_reads_the_saved_vocabulary_without_the_training_data(tmp_path: Path, tiny_corpus: Path) -> None:
+def test_predict_reads_the_saved_vocabulary_without_the_training_data(tmp_path: Path, tiny_corpus: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_corpus, data)
     run = tmp_path / "run"
@@ -148,6 +150,9 @@ def test_predict_reads_the_saved_vocabulary_without_the_training_data(tmp_path: 
     p2 = [json.loads(line)["probability"] for line in second.read_text().splitlines()]
     assert len(p1) == 2 and p2 == pytest.approx(p1, abs=1e-6)
     (run / VOCAB_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match="no training files match .*fitted on the training data unless"):
-        main(["predict", "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--input", str(source),
-              "--output", str(tmp_path / "third.jsonl")])
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--input", str(source),
+                 "--output", str(tmp_path / "third.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"streamguard predict: error: data folder not found: .*fitted on the training data unless", err)
+    assert "Traceback" not in err and not (tmp_path / "third.jsonl").exists()

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torch_geometric.loader import DataLoader as GraphLoader
 
+from ..errors import InputNotFoundError
 from ..jsonsafe import atomic_write_json
 from ..locations import default_cache_dir, devign_dir, juliet_dir
 from . import synthetic
@@ -130,7 +131,7 @@ class CodeDataModule(L.LightningDataModule):
         try:
             return self.load_records()["train"]
         except FileNotFoundError as exc:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"{exc}: the features (tokenizer, token vocabulary) are fitted on the training data unless the "
                 f"run folder holds them (tokenizer/, {VOCAB_FILE})") from exc
 
@@ -153,7 +154,9 @@ class CodeDataModule(L.LightningDataModule):
         hp = self.hparams
         train_files = self._files(hp.train_files)
         if not train_files:
-            raise FileNotFoundError(f"no training files match {self.source_dir / hp.train_files}")
+            if not self.source_dir.is_dir():
+                raise InputNotFoundError(f"data folder not found: {self.source_dir} (data.data_dir={hp.data_dir!r})")
+            raise InputNotFoundError(f"no training files match {self.source_dir / hp.train_files}")
         found: dict[str, list[CodeRecord]] = {}
         for name, pattern in (("train", hp.train_files), ("val", hp.val_files), ("test", hp.test_files)):
             files = self._files(pattern)

@@ -62,6 +62,7 @@ from torch_geometric.data import Data
 from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
 from torch_geometric.data.storage import GlobalStorage
 
+from streamguard_pl.errors import InputError
 from streamguard_pl.jsonsafe import atomic_open
 
 __all__ = [
@@ -189,7 +190,7 @@ def _grammar_versions() -> dict[str, str]:
 _GRAMMAR_VERSIONS = _grammar_versions()
 
 
-class GraphBuildError(ValueError):
+class GraphBuildError(InputError, ValueError):
     """A function that cannot become a graph (empty, no code, nesting too deep)."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from streamguard_pl.errors import InputError
 from streamguard_pl.jsonsafe import atomic_open, safe_jsonify
 
 __all__ = [
@@ -85,7 +86,7 @@ class CodeRecord:
         return out
 
 
-class RecordError(ValueError):
+class RecordError(InputError, ValueError):
     """A bad input line; ``line`` is 1-based (0 = the file as a whole), ``field`` may be None."""
 
     def __init__(self, path: str | os.PathLike, line: int, field: str | None, reason: str) -> None:

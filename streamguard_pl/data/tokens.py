@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, RandomSampler, Sampler, SequentialSampler
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from streamguard_pl.errors import InputError
 from streamguard_pl.jsonsafe import atomic_open, atomic_write_json, read_json
 
 from .records import records_fingerprint
@@ -53,7 +54,7 @@ _CORPUS_FILE = "corpus_fingerprint.json"
 _CACHE_FORMAT = 1
 
 
-class TokenizerLoadError(OSError):
+class TokenizerLoadError(InputError, OSError):
     """A tokenizer could not be found or built; the message lists what was tried."""
 
 

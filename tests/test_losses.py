@@ -22,6 +22,16 @@ def test_focal_with_gamma_zero_is_cross_entropy(batch: tuple[torch.Tensor, torch
     assert torch.allclose(FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target), atol=1e-6)
 
 
+def test_focal_label_smoothing_is_cross_entropys_at_gamma_zero_and_not_ignored(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    logits, target = batch
+    expected = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert torch.allclose(build_loss("focal", label_smoothing=0.1, focal_gamma=0.0)(logits, target), expected, atol=1e-6)
+    plain, smoothed = FocalLoss(gamma=1.5)(logits, target), FocalLoss(gamma=1.5, label_smoothing=0.1)(logits, target)
+    assert smoothed.item() != pytest.approx(plain.item(), abs=1e-3)  # once, focal dropped the option silently
+    with pytest.raises(ValueError, match="label_smoothing"):
+        FocalLoss(label_smoothing=1.0)
+
+
 def test_focal_with_gamma_zero_and_class_weights_is_weighted_cross_entropy(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     logits, target = batch
     w = [1.0, 3.0]

@@ -12,3 +12,7 @@ class InputError(Exception):
 
 class InputNotFoundError(InputError, FileNotFoundError):
     """A data file, folder or input path that does not exist."""
+
+
+class OptionError(InputError, ValueError):
+    """An option that cannot work with the data it was given (e.g. a group field no record has)."""

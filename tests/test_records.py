@@ -318,6 +318,19 @@ def test_split_grouped_never_straddles_and_keeps_ratio():
     assert all(order[a.id] < order[b.id] for a, b in zip(splits["val"], splits["val"][1:]))
 
 
+def test_a_group_field_no_record_has_is_an_error_and_a_partial_one_a_warning():
+    records = grouped_corpus()
+    with pytest.raises(ValueError, match=r"group_field 'grup': no record has this field \(fields of the records: group\)"):
+        split_records(records, group_field="grup")  # a typo would leak: every record its own group
+    with pytest.raises(ValueError, match="no record has this field"):
+        kfold_records(records, k=3, group_field="commit_id")
+    lacking = sum(r.get("group") is None for r in records)  # every tenth group has no field
+    assert 0 < lacking < len(records)
+    with pytest.warns(UserWarning, match=f"group_field 'group': {lacking} of {len(records)} records lack it"):
+        splits = split_records(records, group_field="group")
+    assert sum(map(len, splits.values())) == len(records)
+
+
 def test_split_ungrouped_is_stratified_almost_exactly():
     rng = random.Random(1)
     records = [rec(i, int(rng.random() < 0.3)) for i in range(1000)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from streamguard_pl.errors import InputError
+from streamguard_pl.errors import InputError, OptionError
 from streamguard_pl.jsonsafe import atomic_open, safe_jsonify
 
 __all__ = [
@@ -404,10 +404,24 @@ def _group_key(value: Any, index: int) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _check_group_field(records: Sequence[CodeRecord], group_field: str) -> None:
+    """A misspelt group field would make every record its own group: an ungrouped split that leaks."""
+    missing = [r for r in records if r.get(group_field) in (None, "")]
+    if len(missing) == len(records):
+        seen = sorted({k for r in records[:1000] for k in r.meta})
+        raise OptionError(f"group_field {group_field!r}: no record has this field (fields of the records: "
+                         f"{', '.join(seen) or 'none besides id, func, target, lang'}); the split would not be grouped")
+    if missing:
+        warnings.warn(f"group_field {group_field!r}: {len(missing)} of {len(records)} records lack it (first: "
+                      f"{missing[0].source or missing[0].id}); each of those is a group of its own", stacklevel=3)
+
+
 def _assign(
     records: Sequence[CodeRecord], fractions: Sequence[float], group_field: str | None, seed: int
 ) -> list[int]:
     """Part index per record: greedy, largest group first, to the part whose label quota is most unfilled."""
+    if group_field is not None and records:
+        _check_group_field(records, group_field)
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         key = f"\0solo:{i}" if group_field is None else _group_key(r.get(group_field), i)

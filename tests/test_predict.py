@@ -96,6 +96,14 @@ def test_split_cpp_nested_namespaces_and_classes() -> None:
     ]  # `void resize(int n);` is a declaration, not a definition
 
 
+def test_split_finds_friend_functions_and_every_preprocessor_branch() -> None:
+    cpp = "class A {\n  friend int f(A a) { return 0; }\n  int g() { return 1; }\n};\n"
+    assert _spans(cpp, "cpp") == [("f", 2, 2), ("g", 3, 3)]
+    c = ("#ifdef X\nint a(void) { return 0; }\n#elifdef Y\nint b(void) { return 1; }\n"
+         "#else\nint c(void) { int (*p)(void) = 0; return 2; }\n#endif\n")
+    assert _spans(c, "c") == [("a", 2, 2), ("b", 4, 4), ("c", 6, 6)]
+
+
 def test_split_survives_a_syntax_error() -> None:
     source = "int good1(void) { return 1; }\nint oops( {\nint good2(int y) {\n  return y * 2;\n}\n"
     spans = split_functions(source, "c")
@@ -124,6 +132,18 @@ def test_records_from_folder(sources: dict[str, Path]) -> None:
     assert [r.lang for r in recs] == ["c", "c", "cpp", "cpp"]
     with pytest.raises(FileNotFoundError, match="input not found"):
         records_from_input(sources["folder"] / "missing.c")
+
+
+def test_a_file_without_functions_is_reported_and_a_cut_outside_0_1_refused(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "decls.h").write_text("int f(void);\n")
+    (tmp_path / "a.c").write_text(A_C)
+    with pytest.warns(UserWarning, match=r"1 of 2 source files under .* hold no function definition \(first: .*decls\.h\)"):
+        recs = records_from_input(tmp_path)
+    assert [r.get("function") for r in recs] == ["copy_name", "twice"]
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--ckpt", str(tmp_path / "x.ckpt"), "--input", str(tmp_path), "--threshold", "50"])
+    assert info.value.code == 2 and "--threshold is a probability cut in [0, 1], got 50.0" in capsys.readouterr().err
 
 
 def test_a_source_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:

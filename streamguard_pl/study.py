@@ -9,6 +9,7 @@ import argparse
 import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -73,6 +74,10 @@ def _cli_args(spec: RunSpec, data_dir: str | None, folds: int | None, overrides:
             ckpt = root / part / relative / "checkpoints" / "best.ckpt"
             if ckpt.is_file():
                 args += [f"--model.init_args.{part}_ckpt", str(ckpt)]
+            else:  # the fusion config's own setting stands: a fixed checkpoint for every seed, or a fresh part
+                warnings.warn(f"fusion {spec.run_dir.name}: no {part} run of this study at {ckpt}; the fusion config's "
+                              f"model.{part}_ckpt / model.{part} applies (run --models {part} fusion to fuse this "
+                              f"study's own {part})", stacklevel=2)
     return [*args, *overrides]
 
 

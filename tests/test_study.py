@@ -145,3 +145,18 @@ def test_folds(tmp_path: Path, tiny_corpus: Path) -> None:
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == PNG  # curves of fold runs too
     entry = _json(tmp_path / "production_summary.json")["models"]["gnn"]
     assert entry["n_runs"] == 2 and sorted(r["fold"] for r in entry["runs"]) == [0, 1]
+
+
+def test_a_fusion_run_without_its_part_runs_says_which_setting_applies(tmp_path: Path) -> None:
+    from streamguard_pl.study import RunSpec, _cli_args
+
+    part = tmp_path / "transformer" / "seed_7" / "checkpoints" / "best.ckpt"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"")
+    spec = RunSpec("fusion", 7, None, tmp_path / "fusion.yaml", tmp_path / "fusion" / "seed_7")
+    with pytest.warns(UserWarning, match=r"fusion seed_7: no gnn run of this study at .*gnn/seed_7/checkpoints/best\.ckpt; "
+                                         r"the fusion config's model.gnn_ckpt / model.gnn applies") as record:
+        args = _cli_args(spec, None, None, [])
+    assert len(record) == 1  # the transformer run is there: no warning for it
+    assert args[args.index("--model.init_args.transformer_ckpt") + 1] == str(part)
+    assert "--model.init_args.gnn_ckpt" not in args

@@ -91,6 +91,19 @@ def test_validate_on_checkpoint_reproduces_best_score(gnn_run: Path, tmp_path: P
     assert float(cli.trainer.callback_metrics["val/f1"]) == pytest.approx(float(best_score), abs=1e-6)
 
 
+def test_test_on_checkpoint_refuses_other_graph_settings(gnn_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    best = gnn_run / "checkpoints" / "best.ckpt"
+    recorded = torch.load(best, map_location="cpu", weights_only=True)["hyper_parameters"]["graph_features"]
+    assert recorded["edge_types"] == ["ast", "ncs", "cfg", "dfg"] and recorded["reverse_edges"] is False
+    # 2 of the 4 edge ids: the num_edge_types check passes, yet the network would run without the flow edges it learnt from
+    assert main(["test", "--config", str(gnn_run / "config.yaml"), "--ckpt_path", str(best), *_out(tmp_path),
+                 "--data.init_args.edge_types", "[ast, ncs]"]) == 2
+    err = capsys.readouterr().err
+    assert ("streamguard test: error: model was trained on other features than the datamodule gives (edge_types: "
+            "trained ['ast', 'ncs', 'cfg', 'dfg'], data ['ast', 'ncs'])") in err
+
+
 def test_test_on_checkpoint_uses_its_weights(gnn_run: Path, tmp_path: Path) -> None:
     best = gnn_run / "checkpoints" / "best.ckpt"
     base = ["--config", str(gnn_run / "config.yaml")]

@@ -80,6 +80,12 @@ def test_only_the_missing_split_is_carved(tiny_corpus: Path) -> None:
     assert abs(len(recs["test"]) / n_train_file - 0.1 / 0.9) < 0.03
 
 
+def test_fold_settings_out_of_range_are_refused(tiny_corpus: Path) -> None:
+    for bad in ({"num_folds": 3, "fold": 3}, {"num_folds": 3, "fold": -1}, {"num_folds": 1}, {"fold": 2}):
+        with pytest.raises(ValueError, match="fold"):  # fold -1 used to wrap to the last fold; fold alone was ignored
+            CodeDataModule(data_dir=str(tiny_corpus), **bad)
+
+
 def test_kfold_val_folds_are_disjoint_and_cover_train_plus_val(tiny_corpus: Path) -> None:
     base = CodeDataModule(data_dir=str(tiny_corpus)).load_records()
     pool = ids(base["train"]) | ids(base["val"])

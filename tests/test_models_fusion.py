@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import Callback
 
 from streamguard_pl.data.datamodules import FusionDataModule, GraphDataModule, TokenDataModule
 from streamguard_pl.models import FusionClassifier, GNNClassifier, TransformerClassifier
+from streamguard_pl.data.tokens import tokenizer_fingerprint
+from streamguard_pl.errors import OptionError
 from streamguard_pl.models.fusion import load_classifier_checkpoint
 
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}
@@ -204,6 +206,9 @@ def test_part_checkpoints_load_and_the_encoders_equal_them(part_checkpoints, tin
     with torch.no_grad():
         assert torch.equal(model(batch), loaded(batch))
     assert loaded.hparams.fusion == "concat"
+    # what each part was trained on travels in the fusion checkpoint
+    assert loaded.hparams.transformer["tokenizer_sha256"] == tokenizer_fingerprint(dm.tokenizer)
+    assert loaded.hparams.gnn["graph_features"]["edge_types"] == ["ast", "ncs", "cfg", "dfg"]
 
 
 def test_residual_fusion_starts_as_its_transformer_and_then_learns_from_the_graph(part_checkpoints, tiny_corpus, tmp_path) -> None:
@@ -255,6 +260,31 @@ def test_a_tokenizer_larger_than_the_loaded_transformer_is_refused(part_checkpoi
                           bpe_vocab_size=1500, max_length=128)
     with pytest.raises(ValueError, match=r"tokenizer has \d+ tokens but the fused transformer's embedding has \d+"):
         trainer(tmp_path, fast_dev_run=1).fit(model, dm)
+
+
+def test_part_checkpoints_refuse_features_they_were_not_trained_on(part_checkpoints, tiny_corpus, tmp_path) -> None:
+    def fusion() -> FusionClassifier:
+        return FusionClassifier(transformer_ckpt=str(part_checkpoints["transformer"]),
+                                gnn_ckpt=str(part_checkpoints["gnn"]), fusion_hidden=16)
+
+    own_tokenizer = {"tokenizer_name_or_path": str(part_checkpoints["tokenizer"]), "max_length": 128}
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=BUCKETS, edge_types=["ast", "cfg"],
+                          output_dir=str(tmp_path / "a"), **own_tokenizer)
+    with pytest.raises(OptionError, match=r"model.gnn was trained on other features than the datamodule gives "
+                                          r"\(edge_types: trained \['ast', 'ncs', 'cfg', 'dfg'\], data \['ast', 'cfg'\]\)"):
+        trainer(tmp_path, fast_dev_run=1).fit(fusion(), dm)
+    dm = FusionDataModule(data_dir=str(tiny_corpus), batch_size=8, token_buckets=BUCKETS, output_dir=str(tmp_path / "b"),
+                          bpe_vocab_size=300, max_length=128)  # a BPE of its own, smaller than the transformer's
+    with pytest.raises(OptionError, match=r"model.transformer was trained on other features .*tokenizer_sha256"):
+        trainer(tmp_path, fast_dev_run=1).fit(fusion(), dm)
+
+
+def test_part_settings_a_checkpoint_overrides_are_named(part_checkpoints, tiny_gnn) -> None:
+    with pytest.warns(UserWarning, match=r"model.gnn: hidden_dim=99 not used: the gnn comes from gnn_ckpt .*gnn\.ckpt, "
+                                         rf"where hidden_dim={tiny_gnn['hidden_dim']}"):
+        model = FusionClassifier(transformer_ckpt=str(part_checkpoints["transformer"]), gnn_ckpt=str(part_checkpoints["gnn"]),
+                                 gnn={**tiny_gnn, "hidden_dim": 99}, fusion_hidden=16)
+    assert model.graph.hparams.hidden_dim == tiny_gnn["hidden_dim"]
 
 
 def test_a_part_checkpoint_of_the_wrong_kind_is_refused(part_checkpoints) -> None:

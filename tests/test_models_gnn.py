@@ -94,6 +94,12 @@ def test_a_few_steps_on_two_batches_reduce_the_loss(graph_dm, tmp_path, tiny_gnn
     assert last < 0.4 * first, (first, last, " ".join(f"{x:.3f}" for x in log.losses))
 
 
+def test_a_warmup_ratio_outside_0_1_is_refused(tiny_gnn) -> None:
+    for bad in (1.5, 1.0, -0.2):
+        with pytest.raises(ValueError, match=r"warmup_ratio is the share of steps spent warming up, in \[0, 1\)"):
+            GNNClassifier(**tiny_gnn, warmup_ratio=bad)
+
+
 def test_mismatched_token_buckets_is_a_clear_error(tiny_corpus, tmp_path, tiny_gnn) -> None:
     dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=512, output_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"data.token_buckets=512 but model.token_buckets=1024"):

@@ -15,7 +15,8 @@ from transformers import AutoConfig, AutoModel
 
 from streamguard_pl.data.datamodules import TokenDataModule
 from streamguard_pl.data.synthetic import generate_records
-from streamguard_pl.data.tokens import load_tokenizer, train_bpe_tokenizer
+from streamguard_pl.data.tokens import load_tokenizer, tokenizer_fingerprint, train_bpe_tokenizer
+from streamguard_pl.errors import OptionError
 from streamguard_pl.models import TransformerClassifier
 
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}  # 128 fits TINY_ROBERTA's 130 positions
@@ -94,12 +95,30 @@ def test_local_pretrained_folder_loads_its_weights_and_trains(local_pretrained: 
     assert changed  # it fine-tuned from those weights
 
 
+def test_config_overrides_a_pretrained_encoders_settings_not_its_weights(local_pretrained: Path) -> None:
+    saved = AutoModel.from_pretrained(local_pretrained).state_dict()
+    model = TransformerClassifier(model_name_or_path=str(local_pretrained), config={"hidden_dropout_prob": 0.3})
+    assert model.encoder.model.config.hidden_dropout_prob == 0.3  # once, config was dropped for a pretrained encoder
+    assert all(torch.equal(v, saved[k]) for k, v in model.encoder.model.state_dict().items())
+    with pytest.raises(OptionError, match="model.config.model_type='bert' cannot change the architecture"):
+        TransformerClassifier(model_name_or_path=str(local_pretrained), config={"model_type": "bert"})
+
+
 def test_tokenizer_larger_than_the_embedding_is_refused(local_pretrained: Path, token_dm: TokenDataModule, tmp_path) -> None:
     small = TransformerClassifier(model_name_or_path=str(local_pretrained))
     big = TokenDataModule(data_dir=token_dm.hparams.data_dir, output_dir=str(tmp_path), bpe_vocab_size=2000,
                           max_length=128)
     with pytest.raises(ValueError, match="tokens but the encoder's embedding has"):
         trainer(tmp_path, fast_dev_run=1).fit(small, big)
+
+
+def test_a_pretrained_encoder_refuses_a_bpe_the_datamodule_trains(local_pretrained: Path, tiny_corpus: Path,
+                                                                    tmp_path) -> None:
+    # 300 BPE tokens fit the 500-row embedding, so only the origin of the ids can tell them apart
+    own = TokenDataModule(data_dir=str(tiny_corpus), output_dir=str(tmp_path), bpe_vocab_size=300, max_length=128)
+    with pytest.raises(OptionError, match=r"model.model_name_or_path='.*' is a pretrained encoder, but "
+                                          r"data.tokenizer_name_or_path is unset"):
+        trainer(tmp_path, fast_dev_run=1).fit(TransformerClassifier(model_name_or_path=str(local_pretrained)), own)
 
 
 # ---------------------------------------------------------------------------- the real MiniLM
@@ -150,10 +169,29 @@ def test_from_scratch_is_sized_by_the_tokenizer_and_reloads_without_the_datamodu
     tr.save_checkpoint(path)
     loaded = TransformerClassifier.load_from_checkpoint(path, weights_only=True)
     assert loaded.hparams.vocab_size == len(tok) and loaded.hparams.pad_token_id == tok.pad_token_id
+    assert loaded.hparams.tokenizer_sha256 == tokenizer_fingerprint(tok)
     batch = a_batch(token_dm)
     model.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.equal(model(batch), loaded(batch))
+
+
+def test_a_trained_transformer_refuses_another_tokenizer(token_dm, tiny_corpus: Path, tmp_path, tiny_roberta) -> None:
+    tr = trainer(tmp_path, max_steps=1, limit_val_batches=1, num_sanity_val_steps=0)
+    tr.fit(TransformerClassifier(config=tiny_roberta), token_dm)
+    path = tmp_path / "scratch.ckpt"
+    tr.save_checkpoint(path)
+    loaded = TransformerClassifier.load_from_checkpoint(path, weights_only=True)
+    trainer(tmp_path, limit_val_batches=1).validate(loaded, token_dm)  # the same tokenizer: fine
+    other = TokenDataModule(data_dir=str(tiny_corpus), output_dir=str(tmp_path / "other"), bpe_vocab_size=300,
+                            max_length=128)  # smaller, so the embedding-size check cannot catch it
+    with pytest.raises(OptionError, match=r"model was trained on other features than the datamodule gives "
+                                          r"\(tokenizer_sha256 trained [0-9a-f]{12}"):
+        trainer(tmp_path, limit_val_batches=1).validate(loaded, other)
+    # `validate --ckpt_path` on a fresh model: setup records the new tokenizer, the restore compares
+    fresh = TransformerClassifier(config=tiny_roberta, vocab_size=len(token_dm.tokenizer))
+    with pytest.raises(OptionError, match="trained on other features"):
+        trainer(tmp_path, limit_val_batches=1).validate(fresh, other, ckpt_path=path, weights_only=True)
 
 
 # ---------------------------------------------------------------------------- optimisation

@@ -92,6 +92,10 @@ class CodeDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if num_folds is not None and (num_folds < 2 or not 0 <= fold < num_folds):
+            raise ValueError(f"num_folds must be >= 2 and fold in [0, num_folds); got num_folds={num_folds}, fold={fold}")
+        if num_folds is None and fold:
+            raise ValueError(f"fold={fold} picks a fold of k-fold cross-validation: set num_folds too")
         if isinstance(batch_size, str):
             from ..hardware import resolve_batch_size
 

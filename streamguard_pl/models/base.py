@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 )
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from .compat import check_restored
 from .losses import build_loss
 from .threshold import best_accuracy_threshold
 
@@ -54,6 +55,10 @@ class VulnerabilityClassifier(L.LightningModule):
     """Base task: 2-class logits -> loss, P(vulnerable), torchmetrics, AdamW + warmup schedule."""
 
     model_type: str = "base"
+    #: hyperparameters that record the features the network was trained on (models.compat)
+    feature_keys: tuple[str, ...] = ()
+    #: submodule name of each part classifier -> the key of its hyperparameters in this model's
+    part_hparams: dict[str, str] = {}
 
     def __init__(
         self,
@@ -69,6 +74,8 @@ class VulnerabilityClassifier(L.LightningModule):
         tune_threshold: bool = False,
     ) -> None:
         super().__init__()
+        if not 0.0 <= warmup_ratio < 1.0:  # 1.5 never reached the peak nor decayed; < 0 started above zero
+            raise ValueError(f"warmup_ratio is the share of steps spent warming up, in [0, 1); got {warmup_ratio}")
         # Collects the init args of the whole subclass chain, so checkpoints rebuild any subclass.
         self.save_hyperparameters()
         self.lr = lr
@@ -158,6 +165,13 @@ class VulnerabilityClassifier(L.LightningModule):
                 metric.threshold = cut
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters") or {}
+        for name, module in self.named_modules():
+            if isinstance(module, VulnerabilityClassifier) and module.feature_keys:
+                part = self.part_hparams.get(name, name)
+                trained = saved if not name else (saved.get(part) or {})
+                for key in module.feature_keys:
+                    check_restored(module.hparams, trained.get(key), key, f"model.{part}" if name else "model")
         # Checkpoints from before the tuned cut (this model's or a fusion's parts') decided at `threshold`.
         state = checkpoint.get("state_dict")
         if state is None:

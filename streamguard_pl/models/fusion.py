@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from ..nets.fusion_head import FusionHead, FusionKind
 from .base import VulnerabilityClassifier
-from .gnn import GNNClassifier, check_graph_settings
-from .transformer import TransformerClassifier
+from .gnn import GNNClassifier, check_graph_features, check_graph_settings
+from .transformer import TransformerClassifier, check_tokenizer
 
 
 def load_classifier_checkpoint(path: str | Path, cls: type[VulnerabilityClassifier]) -> VulnerabilityClassifier:
@@ -39,6 +40,7 @@ class FusionClassifier(VulnerabilityClassifier):
     """
 
     model_type = "fusion"
+    part_hparams = {"text": "transformer", "graph": "gnn"}
 
     def __init__(
         self,
@@ -78,11 +80,13 @@ class FusionClassifier(VulnerabilityClassifier):
         t_hp = transformer or {}
         if transformer_ckpt and not t_hp.get("_resolved"):
             self.text = load_classifier_checkpoint(transformer_ckpt, TransformerClassifier)  # type: ignore[assignment]
+            _warn_overridden("transformer", t_hp, self.text.hparams, transformer_ckpt)
         elif t_hp.get("model_name_or_path") or t_hp.get("vocab_size") is not None:
             self.text = _build_part(TransformerClassifier, t_hp)  # type: ignore[assignment]
         g_hp = gnn or {}
         if gnn_ckpt and not g_hp.get("_resolved"):
             self.graph = load_classifier_checkpoint(gnn_ckpt, GNNClassifier)  # type: ignore[assignment]
+            _warn_overridden("gnn", g_hp, self.graph.hparams, gnn_ckpt)
         else:
             self.graph = _build_part(GNNClassifier, g_hp)  # type: ignore[assignment]
         self.fusion_head: FusionHead | None = None
@@ -126,6 +130,11 @@ class FusionClassifier(VulnerabilityClassifier):
             t_hp.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
             self.text = _build_part(TransformerClassifier, t_hp)  # type: ignore[assignment]
             self._finish_build()
+        recorded = check_tokenizer(self.text.hparams, dm, "model.transformer")
+        recorded |= check_graph_features(self.graph.hparams, dm, "model.gnn")
+        if recorded:  # the fusion checkpoint keeps the parts' records in its own hyperparameters
+            self.hparams.transformer = {**_clean(dict(self.text.hparams)), "_resolved": True}
+            self.hparams.gnn = {**_clean(dict(self.graph.hparams)), "_resolved": True}
 
     def on_train_epoch_start(self) -> None:
         # ">=", not "==": a run resumed after epoch n starts frozen again (__init__ froze) and must unfreeze.
@@ -156,6 +165,14 @@ def _build_part(cls: type[VulnerabilityClassifier], hparams: dict[str, Any]) -> 
     variable (so the part is built in a fresh, empty contextvars context).
     """
     return contextvars.Context().run(cls, **_clean(hparams))
+
+
+def _warn_overridden(part: str, given: dict[str, Any], loaded: Any, ckpt: str) -> None:
+    """A part checkpoint fixes the part: settings of it in the config that differ go unused, and are named."""
+    differ = {k: v for k, v in _clean(given).items() if loaded.get(k) != v}
+    if differ:
+        rank_zero_warn(f"model.{part}: {', '.join(f'{k}={v!r}' for k, v in differ.items())} not used: the {part} comes "
+                       f"from {part}_ckpt {ckpt}, where " + ", ".join(f"{k}={loaded.get(k)!r}" for k in differ))
 
 
 def _clean(hparams: dict[str, Any]) -> dict[str, Any]:

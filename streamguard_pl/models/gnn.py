@@ -9,6 +9,7 @@ from torch_geometric.data import Batch
 from ..nets.fusion_head import ClassifierHead
 from ..nets.graph_encoder import EncoderKind, GraphEncoder, Readout
 from .base import VulnerabilityClassifier
+from .compat import check_or_record, graph_features
 
 
 def default_num_node_types() -> int:
@@ -34,14 +35,22 @@ def check_graph_settings(dm: Any, token_buckets: int, num_edge_types: int, where
         raise ValueError(f"the data has {edge_types} edge types but {where}.num_edge_types={num_edge_types}")
 
 
+def check_graph_features(hparams: Any, dm: Any, where: str) -> bool:
+    """True when the features were recorded now (a network's first setup)."""
+    return check_or_record(hparams, "graph_features", graph_features(dm), where)
+
+
 class GNNClassifier(VulnerabilityClassifier):
     """Devign-style GGNN by default; gcn / gat / gin and an edge-type-aware variant by option.
 
     `token_buckets`, `num_edge_types` and `min_token_count` must match the GraphDataModule's settings
     (checked at setup); `min_token_count` is kept so that a checkpoint says what its token ids mean.
+    `graph_features` (edge families, sub-words, the token vocabulary's hash) is recorded at the first
+    setup and checked at every later one.
     """
 
     model_type = "gnn"
+    feature_keys = ("graph_features",)
 
     def __init__(
         self,
@@ -57,6 +66,7 @@ class GNNClassifier(VulnerabilityClassifier):
         token_buckets: int = 50_000,
         num_edge_types: int = 8,
         min_token_count: int = 0,
+        graph_features: dict[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_ratio: float = 0.05,
@@ -85,8 +95,10 @@ class GNNClassifier(VulnerabilityClassifier):
         self.head = ClassifierHead(self.encoder.out_dim, hidden_dim, dropout)
 
     def setup(self, stage: str) -> None:
-        check_graph_settings(getattr(self.trainer, "datamodule", None), self.hparams.token_buckets,
-                             self.hparams.num_edge_types, min_token_count=self.hparams.min_token_count)
+        dm = getattr(self.trainer, "datamodule", None)
+        check_graph_settings(dm, self.hparams.token_buckets, self.hparams.num_edge_types,
+                             min_token_count=self.hparams.min_token_count)
+        check_graph_features(self.hparams, dm, "model")
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.encoder(batch))

@@ -8,6 +8,15 @@ import torch
 from ..nets.fusion_head import ClassifierHead
 from ..nets.text_encoder import Pooling, TextEncoder, build_hf_encoder
 from .base import VulnerabilityClassifier
+from .compat import check_or_record, check_pretrained_tokenizer, tokenizer_sha256
+
+
+
+def check_tokenizer(hparams: Any, dm: Any, where: str) -> bool:
+    """The pretrained-vs-own-BPE check before the first record, then the fingerprint; True when recorded now."""
+    if hparams.get("tokenizer_sha256") is None:
+        check_pretrained_tokenizer(hparams.get("model_name_or_path"), dm, where)
+    return check_or_record(hparams, "tokenizer_sha256", tokenizer_sha256(dm), where)
 
 
 class TransformerClassifier(VulnerabilityClassifier):
@@ -16,9 +25,13 @@ class TransformerClassifier(VulnerabilityClassifier):
     A from-scratch encoder is sized by the tokenizer the datamodule trains, so it is built in
     `setup` once that tokenizer exists; the vocabulary size is then saved in the hyperparameters
     and a checkpoint rebuilds the same network without the datamodule.
+
+    `tokenizer_sha256` is recorded at the first setup; a later one (test, predict, fusion) with
+    another tokenizer is an error, since the embedding would read its ids as other tokens.
     """
 
     model_type = "transformer"
+    feature_keys = ("tokenizer_sha256",)
 
     def __init__(
         self,
@@ -29,6 +42,7 @@ class TransformerClassifier(VulnerabilityClassifier):
         trust_remote_code: bool = False,
         vocab_size: int | None = None,
         pad_token_id: int | None = None,
+        tokenizer_sha256: str | None = None,
         dropout: float = 0.1,
         lr: float = 2e-5,
         weight_decay: float = 0.01,
@@ -74,6 +88,8 @@ class TransformerClassifier(VulnerabilityClassifier):
                 f"tokenizer has {len(tokenizer)} tokens but the encoder's embedding has {self.hparams.vocab_size}: "
                 "set data.tokenizer_name_or_path to the model's own tokenizer"
             )
+        check_tokenizer(self.hparams, dm, "model")
+
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self.encoder is not None, "encoder not built yet (call setup or pass vocab_size)"

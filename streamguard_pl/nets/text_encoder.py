@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
+from ..errors import OptionError
+
 Pooling = Literal["cls", "mean"]
 
 #: A small RoBERTa that trains on a 2-core CPU; `vocab_size` and `pad_token_id` come from the tokenizer.
@@ -29,14 +31,23 @@ def build_hf_encoder(
     pad_token_id: int | None,
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """Pretrained weights when a name/path is given (the real `from_pretrained` path), else random init."""
+    """Pretrained weights when a name/path is given (the real `from_pretrained` path), else random init.
+
+    With a name/path, `config` overrides the pretrained config's settings (e.g. its dropout), as
+    `from_pretrained(..., **overrides)` does; before, it was dropped without a word.
+    """
     if model_name_or_path:
+        overrides = dict(config or {})
+        if "model_type" in overrides:
+            raise OptionError(f"model.config.model_type={overrides['model_type']!r} cannot change the architecture of "
+                              f"the pretrained {model_name_or_path!r}; drop it (config keys override its settings)")
         # from_pretrained returns the model in eval mode and Lightning keeps module modes as found,
         # so without .train() a pretrained encoder would fine-tune with its dropout switched off.
         try:
-            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code,
+                                              add_pooling_layer=False, **overrides)
         except TypeError:  # encoders without a pooler do not take add_pooling_layer
-            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, **overrides)
         return model.train()
     cfg = dict(config or SMALL_ROBERTA)
     model_type = cfg.pop("model_type", "roberta")

@@ -6,6 +6,7 @@ Each run goes through the same LightningCLI as `streamguard fit`, so a study run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import statistics
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import OptionError
 from .jsonsafe import atomic_write_json, atomic_write_text, read_json
 from .locations import repo_root
 
@@ -88,7 +90,8 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
 
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    cli = build_cli(_cli_args(spec, data_dir, folds, overrides))
+    args = _cli_args(spec, data_dir, folds, overrides)
+    cli = build_cli(args)
     cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_check=True)
     cli.share_config("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -107,9 +110,33 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
         "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
         # The cut the test metrics were taken at: the tested checkpoint's (val-tuned under tune_threshold).
         "decision_threshold": _decision_threshold(cli.model),
+        **_identity(spec, args),
     }
     atomic_write_json(spec.run_dir / RUN_RESULT, result)
     return result
+
+
+def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
+    """What made the run: a completed run is reused only when a new study would make it the same way."""
+    return {"cli_args": list(args), "config_sha256": hashlib.sha256(spec.config.read_bytes()).hexdigest()}
+
+
+def check_reusable(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> None:
+    """A completed run made with other settings (config text, --data-dir, --folds, overrides) is an error, not reused."""
+    saved = read_json(spec.run_dir / RUN_RESULT)
+    if "cli_args" not in saved:  # results written before runs recorded their settings
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fusion part notice was given when the run was made
+        now = _identity(spec, _cli_args(spec, data_dir, folds, overrides))
+    if now != {k: saved.get(k) for k in now}:
+        old, new = saved["cli_args"], now["cli_args"]
+        added, dropped = [a for a in new if a not in old], [a for a in old if a not in new]
+        diff = ([f"now also {' '.join(added)}"] if added else []) + ([f"no longer {' '.join(dropped)}"] if dropped else [])
+        if saved.get("config_sha256") != now["config_sha256"]:
+            diff.append(f"{spec.config} changed since")
+        raise OptionError(f"{spec.run_dir} holds a completed run made with other settings ({'; '.join(diff)}): "
+                          f"give another --output-dir, or delete that run to redo it")
 
 
 def _decision_threshold(model: Any) -> float | None:
@@ -181,6 +208,7 @@ def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, out
     for spec in plan_runs(models, seeds, config_dir, output_dir, folds):
         tag = f"{spec.model} seed={spec.seed}" + (f" fold={spec.fold}" if spec.fold is not None else "")
         if run_is_complete(spec.run_dir):
+            check_reusable(spec, data_dir, folds, overrides)
             print(f"[study] skip {tag}: already completed ({spec.run_dir / RUN_RESULT})", flush=True)
             continue
         print(f"[study] run {tag} -> {spec.run_dir}", flush=True)

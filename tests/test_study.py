@@ -121,13 +121,21 @@ def test_fusion_starts_from_same_seed_parts(study: tuple[Path, str]) -> None:
         assert (out / "fusion" / f"seed_{seed}" / "tokenizer" / "tokenizer.json").read_bytes() == part_tok.read_bytes()
 
 
-def test_rerun_skips_completed_runs(study: tuple[Path, str]) -> None:
+def test_rerun_skips_completed_runs_made_the_same_way_only(study: tuple[Path, str], tiny_corpus: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = study
     results = sorted(out.glob("*/seed_*/run_result.json"))
     before = {p: p.stat().st_mtime_ns for p in results}
-    printed = _run(["study", "--models", *MODELS, "--seeds", *map(str, SEEDS), "--config-dir", str(CONF),
-                    "--output-dir", str(out)])
+    same = ["study", "--models", *MODELS, "--seeds", *map(str, SEEDS), "--config-dir", str(CONF),
+            "--output-dir", str(out), "--data-dir", str(tiny_corpus)]
+    printed = _run([*same, "--", "--model.init_args.tune_threshold", "true"])
     assert printed.count("[study] skip ") == len(MODELS) * len(SEEDS) and "[study] run " not in printed
+    assert {p: p.stat().st_mtime_ns for p in results} == before
+    # without the override, the runs there are not what this study would make: no silent reuse
+    assert main(same) == 2
+    err = capsys.readouterr().err
+    assert (f"streamguard study: error: {out / 'transformer' / 'seed_1'} holds a completed run made with other "
+            "settings (no longer --model.init_args.tune_threshold true)") in err
     assert {p: p.stat().st_mtime_ns for p in results} == before
 
 

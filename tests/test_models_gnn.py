@@ -196,6 +196,15 @@ def test_sequence_kernel_makes_token_order_count_per_graph_of_a_batch() -> None:
         GraphEncoder(10, 50, sequence_kernel=4)
 
 
+def test_typed_aggr_mean_where_it_has_no_effect_is_refused() -> None:
+    for encoder, typed in (("gcn", True), ("gin", True), ("ggnn", False)):
+        with pytest.raises(ValueError, match="typed_aggr='mean' applies to the edge-type-aware GGNN only"):
+            GraphEncoder(10, 50, encoder=encoder, edge_type_aware=typed, typed_aggr="mean")
+    with pytest.raises(ValueError, match="typed_aggr must be 'add' or 'mean'"):
+        GraphEncoder(10, 50, edge_type_aware=True, typed_aggr="max")  # type: ignore[arg-type]
+    GraphEncoder(10, 50, encoder="gcn", edge_type_aware=True)  # the default "add" stays accepted (old checkpoints)
+
+
 @pytest.mark.parametrize("aggr", ["add", "mean"])
 def test_typed_aggr_sums_or_averages_the_messages_of_one_edge_type(aggr: str) -> None:
     torch.manual_seed(0)

@@ -33,7 +33,8 @@ class GraphEncoder(nn.Module):
 
     `typed_aggr` is how the edge-type-aware GGNN step combines the messages of one edge type:
     summed ("add", Devign's GGNN) or averaged ("mean", bounded however many AST children or data
-    flow uses a node has).
+    flow uses a node has). Other encoders have no such choice (the typed GCN averages), so "mean"
+    with them is an error rather than a setting without effect.
 
     `sequence_kernel=k` runs a width-k convolution over each graph's leaves in source order before
     message passing. Untyped message passing sums neighbours, so it cannot tell ``a - b`` from
@@ -59,6 +60,11 @@ class GraphEncoder(nn.Module):
         typed_aggr: Literal["add", "mean"] = "add",
     ) -> None:
         super().__init__()
+        if typed_aggr not in ("add", "mean"):
+            raise ValueError(f"typed_aggr must be 'add' or 'mean', got {typed_aggr!r}")
+        if typed_aggr != "add" and not (encoder == "ggnn" and edge_type_aware):
+            raise ValueError(f"typed_aggr={typed_aggr!r} applies to the edge-type-aware GGNN only "
+                             f"(encoder={encoder!r}, edge_type_aware={edge_type_aware})")
         if sequence_kernel < 0 or (sequence_kernel and sequence_kernel % 2 == 0):
             raise ValueError(f"sequence_kernel must be 0 (off) or an odd width, got {sequence_kernel!r}")
         self.sequence_conv = (nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=sequence_kernel // 2)

@@ -75,12 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     try:
         return _run(command, rest, from_console)
-    except InputError as err:
+    except Exception as caught:
+        err = _input_error(caught)
+        if err is None:
+            raise
         hint = ""
         if isinstance(err, RecordError) and err.line and command in (*LIGHTNING_COMMANDS, "study"):
             hint = "\n(--data.init_args.on_error skip skips such lines and counts them in training_metadata.json)"
         print(f"streamguard {command}: error: {err}{hint}", file=sys.stderr)
         return 2
+
+
+def _input_error(err: BaseException | None) -> InputError | None:
+    """The InputError behind `err`: jsonargparse wraps what a class's __init__ raises in its own error."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, InputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _run(command: str, rest: list[str], from_console: bool) -> int:

@@ -116,21 +116,35 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
     return result
 
 
+#: Where a run's files live, not how it is made: a relative --config-dir or --output-dir, or a moved
+#: checkout, must not make a completed run look different (the config's text is hashed instead).
+_PATH_ARGS = ("--config", "--trainer.default_root_dir", "--trainer.logger.init_args.save_dir",
+              "--model.init_args.transformer_ckpt", "--model.init_args.gnn_ckpt")
+
+
 def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
     """What made the run: a completed run is reused only when a new study would make it the same way."""
-    return {"cli_args": list(args), "config_sha256": hashlib.sha256(spec.config.read_bytes()).hexdigest()}
+    settings, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _PATH_ARGS:
+            skip = True
+        else:
+            settings.append(arg)
+    return {"settings": settings, "config_sha256": hashlib.sha256(spec.config.read_bytes()).hexdigest()}
 
 
 def check_reusable(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> None:
     """A completed run made with other settings (config text, --data-dir, --folds, overrides) is an error, not reused."""
     saved = read_json(spec.run_dir / RUN_RESULT)
-    if "cli_args" not in saved:  # results written before runs recorded their settings
+    if "settings" not in saved:  # results written before runs recorded their settings
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fusion part notice was given when the run was made
         now = _identity(spec, _cli_args(spec, data_dir, folds, overrides))
     if now != {k: saved.get(k) for k in now}:
-        old, new = saved["cli_args"], now["cli_args"]
+        old, new = saved["settings"], now["settings"]
         added, dropped = [a for a in new if a not in old], [a for a in old if a not in new]
         diff = ([f"now also {' '.join(added)}"] if added else []) + ([f"no longer {' '.join(dropped)}"] if dropped else [])
         if saved.get("config_sha256") != now["config_sha256"]:

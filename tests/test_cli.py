@@ -54,6 +54,12 @@ def test_bad_input_is_one_line_naming_file_line_and_field(tmp_path: Path, capsys
     assert f"streamguard fit: error: data folder not found: {tmp_path / 'absent'}" in capsys.readouterr().err
     assert main(["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(data)]) == 2
     assert "streamguard predict: error: checkpoint not found:" in capsys.readouterr().err
+    # raised inside a model's __init__, where jsonargparse wraps it in an error of its own
+    assert main(["fit", "--config", str(GNN_CONF.with_name("fusion.yaml")), *_out(tmp_path / "run"),
+                 "--model.init_args.gnn_ckpt", str(tmp_path / "gone.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert f"streamguard fit: error: GNNClassifier checkpoint not found: {tmp_path / 'gone.ckpt'}" in err
+    assert "Traceback" not in err
 
 
 def test_data_synth_writes_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks import Callback
 
 from streamguard_pl.data.datamodules import FusionDataModule, GraphDataModule, TokenDataModule
 from streamguard_pl.models import FusionClassifier, GNNClassifier, TransformerClassifier
-from streamguard_pl.data.tokens import tokenizer_fingerprint
 from streamguard_pl.errors import OptionError
+from streamguard_pl.models.compat import tokenizer_sha256
 from streamguard_pl.models.fusion import load_classifier_checkpoint
 
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}
@@ -207,7 +207,7 @@ def test_part_checkpoints_load_and_the_encoders_equal_them(part_checkpoints, tin
         assert torch.equal(model(batch), loaded(batch))
     assert loaded.hparams.fusion == "concat"
     # what each part was trained on travels in the fusion checkpoint
-    assert loaded.hparams.transformer["tokenizer_sha256"] == tokenizer_fingerprint(dm.tokenizer)
+    assert loaded.hparams.transformer["tokenizer_sha256"] == tokenizer_sha256(dm)
     assert loaded.hparams.gnn["graph_features"]["edge_types"] == ["ast", "ncs", "cfg", "dfg"]
 
 

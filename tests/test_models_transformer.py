@@ -15,9 +15,10 @@ from transformers import AutoConfig, AutoModel
 
 from streamguard_pl.data.datamodules import TokenDataModule
 from streamguard_pl.data.synthetic import generate_records
-from streamguard_pl.data.tokens import load_tokenizer, tokenizer_fingerprint, train_bpe_tokenizer
+from streamguard_pl.data.tokens import load_tokenizer, train_bpe_tokenizer
 from streamguard_pl.errors import OptionError
 from streamguard_pl.models import TransformerClassifier
+from streamguard_pl.models.compat import tokenizer_sha256
 
 TOKENS = {"bpe_vocab_size": 400, "max_length": 128}  # 128 fits TINY_ROBERTA's 130 positions
 
@@ -95,13 +96,13 @@ def test_local_pretrained_folder_loads_its_weights_and_trains(local_pretrained: 
     assert changed  # it fine-tuned from those weights
 
 
-def test_config_overrides_a_pretrained_encoders_settings_not_its_weights(local_pretrained: Path) -> None:
+def test_a_from_scratch_config_next_to_a_pretrained_encoder_is_named_unused(local_pretrained: Path) -> None:
     saved = AutoModel.from_pretrained(local_pretrained).state_dict()
-    model = TransformerClassifier(model_name_or_path=str(local_pretrained), config={"hidden_dropout_prob": 0.3})
-    assert model.encoder.model.config.hidden_dropout_prob == 0.3  # once, config was dropped for a pretrained encoder
+    with pytest.warns(UserWarning, match=r"model.config \(hidden_dropout_prob, model_type\) is not used: the encoder"):
+        model = TransformerClassifier(model_name_or_path=str(local_pretrained),
+                                      config={"model_type": "roberta", "hidden_dropout_prob": 0.3})
+    assert model.encoder.model.config.hidden_dropout_prob == 0.1  # the pretrained config's
     assert all(torch.equal(v, saved[k]) for k, v in model.encoder.model.state_dict().items())
-    with pytest.raises(OptionError, match="model.config.model_type='bert' cannot change the architecture"):
-        TransformerClassifier(model_name_or_path=str(local_pretrained), config={"model_type": "bert"})
 
 
 def test_tokenizer_larger_than_the_embedding_is_refused(local_pretrained: Path, token_dm: TokenDataModule, tmp_path) -> None:
@@ -169,7 +170,7 @@ def test_from_scratch_is_sized_by_the_tokenizer_and_reloads_without_the_datamodu
     tr.save_checkpoint(path)
     loaded = TransformerClassifier.load_from_checkpoint(path, weights_only=True)
     assert loaded.hparams.vocab_size == len(tok) and loaded.hparams.pad_token_id == tok.pad_token_id
-    assert loaded.hparams.tokenizer_sha256 == tokenizer_fingerprint(tok)
+    assert loaded.hparams.tokenizer_sha256 == tokenizer_sha256(token_dm)
     batch = a_batch(token_dm)
     model.eval(), loaded.eval()
     with torch.no_grad():

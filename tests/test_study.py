@@ -130,6 +130,10 @@ def test_rerun_skips_completed_runs_made_the_same_way_only(study: tuple[Path, st
             "--output-dir", str(out), "--data-dir", str(tiny_corpus)]
     printed = _run([*same, "--", "--model.init_args.tune_threshold", "true"])
     assert printed.count("[study] skip ") == len(MODELS) * len(SEEDS) and "[study] run " not in printed
+    # the same config folder spelt another way is the same study
+    respelt = [a if a != str(CONF) else f"{CONF}/../{CONF.name}" for a in same]
+    printed = _run([*respelt, "--", "--model.init_args.tune_threshold", "true"])
+    assert printed.count("[study] skip ") == len(MODELS) * len(SEEDS) and "[study] run " not in printed
     assert {p: p.stat().st_mtime_ns for p in results} == before
     # without the override, the runs there are not what this study would make: no silent reuse
     assert main(same) == 2

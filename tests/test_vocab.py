@@ -156,3 +156,17 @@ def test_predict_reads_the_saved_vocabulary_without_the_training_data(tmp_path: 
     err = capsys.readouterr().err
     assert re.search(r"streamguard predict: error: data folder not found: .*fitted on the training data unless", err)
     assert "Traceback" not in err and not (tmp_path / "third.jsonl").exists()
+
+
+def test_the_vocabulary_record_tells_the_same_tokens_ranked_otherwise_apart() -> None:
+    from types import SimpleNamespace
+
+    from streamguard_pl.models.compat import graph_features
+
+    def record(ranked: list[int]) -> dict:
+        vocab = TokenVocabulary.from_ranked(torch.tensor(ranked), min_count=1, qualified=3, distinct=3)
+        return graph_features(SimpleNamespace(graph_features=SimpleNamespace(config=GraphConfig(), vocab=vocab)))
+
+    a, b = record([10, 20, 30]), record([30, 10, 20])  # one token set, other dense ids
+    assert a["vocab_sha256"] != b["vocab_sha256"] and a == record([10, 20, 30])
+    assert a["edge_types"] == ["ast", "ncs", "cfg", "dfg"] and a["subtokens"] == 0

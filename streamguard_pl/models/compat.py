@@ -8,18 +8,25 @@ and a fusion model built from one, carry it), and every later setup compares.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
+
+import torch
 
 from ..errors import OptionError
 
 
 def tokenizer_sha256(dm: Any) -> str | None:
+    """sha256 of the token -> id table: what the embedding rows mean.
+
+    Not `tokens.tokenizer_fingerprint` (the id cache key), which hashes the tokenizer's serialised
+    JSON: its layout changes between `tokenizers` releases, and an unchanged tokenizer must pass.
+    """
     tokenizer = getattr(dm, "tokenizer", None)
     if tokenizer is None:
         return None
-    from ..data.tokens import tokenizer_fingerprint
-
-    return tokenizer_fingerprint(tokenizer)
+    table = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def graph_features(dm: Any) -> dict[str, Any] | None:
@@ -37,7 +44,9 @@ def graph_features(dm: Any) -> dict[str, Any] | None:
         "edge_types": list(cfg.edge_types),
         "reverse_edges": bool(cfg.reverse_edges),
         "subtokens": int(cfg.subtokens),
-        "vocab_sha256": hashlib.sha256(vocab.raw.numpy().tobytes()).hexdigest() if vocab is not None else None,
+        # raw ids in dense-id order: the same token set ranked otherwise gives other ids
+        "vocab_sha256": (hashlib.sha256(vocab.raw[torch.argsort(vocab.dense)].numpy().tobytes()).hexdigest()
+                         if vocab is not None else None),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from ..errors import InputNotFoundError
 from ..nets.fusion_head import FusionHead, FusionKind
 from .base import VulnerabilityClassifier
 from .gnn import GNNClassifier, check_graph_features, check_graph_settings
@@ -18,7 +19,7 @@ def load_classifier_checkpoint(path: str | Path, cls: type[VulnerabilityClassifi
     """Rebuild a trained classifier from a Lightning checkpoint without unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{cls.__name__} checkpoint not found: {path}")
+        raise InputNotFoundError(f"{cls.__name__} checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
     try:

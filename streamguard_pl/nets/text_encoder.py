@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
-from ..errors import OptionError
 
 Pooling = Literal["cls", "mean"]
 
@@ -33,21 +33,19 @@ def build_hf_encoder(
 ) -> PreTrainedModel:
     """Pretrained weights when a name/path is given (the real `from_pretrained` path), else random init.
 
-    With a name/path, `config` overrides the pretrained config's settings (e.g. its dropout), as
-    `from_pretrained(..., **overrides)` does; before, it was dropped without a word.
+    A from-scratch `config` next to a name/path is not used (the pretrained config decides), and a
+    warning says so: configs that size a from-scratch encoder stay usable with a pretrained one.
     """
     if model_name_or_path:
-        overrides = dict(config or {})
-        if "model_type" in overrides:
-            raise OptionError(f"model.config.model_type={overrides['model_type']!r} cannot change the architecture of "
-                              f"the pretrained {model_name_or_path!r}; drop it (config keys override its settings)")
+        if config:
+            rank_zero_warn(f"model.config ({', '.join(sorted(config))}) is not used: the encoder and its config come "
+                           f"from model_name_or_path={model_name_or_path!r}")
         # from_pretrained returns the model in eval mode and Lightning keeps module modes as found,
         # so without .train() a pretrained encoder would fine-tune with its dropout switched off.
         try:
-            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code,
-                                              add_pooling_layer=False, **overrides)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, add_pooling_layer=False)
         except TypeError:  # encoders without a pooler do not take add_pooling_layer
-            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code, **overrides)
+            model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
         return model.train()
     cfg = dict(config or SMALL_ROBERTA)
     model_type = cfg.pop("model_type", "roberta")

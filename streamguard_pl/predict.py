@@ -156,8 +156,6 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     from jsonargparse import ArgumentParser
 
     from .data.datamodules import CodeDataModule
-    from .data.tokens import load_tokenizer
-    from .data.vocab import VOCAB_FILE, TokenVocabulary
 
     if not ckpt.is_file():
         raise InputNotFoundError(f"checkpoint not found: {ckpt}")
@@ -173,13 +171,7 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     if isinstance(data, dict):
         data = {**data, "init_args": {**data.get("init_args", {}), "output_dir": str(run_dir)}}
     dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
-    saved_tokenizer = run_dir / "tokenizer"
-    features = getattr(dm, "token_features", None)
-    if features is not None and features.tokenizer_name_or_path is None and saved_tokenizer.is_dir():
-        features.tokenizer = load_tokenizer(str(saved_tokenizer))
-    graph_features = getattr(dm, "graph_features", None)
-    if graph_features is not None and graph_features.min_token_count and (run_dir / VOCAB_FILE).is_file():
-        graph_features.vocab = TokenVocabulary.load(run_dir / VOCAB_FILE)  # else fitted again on the train split
+    dm.load_saved_features(run_dir)  # what it lacks (no saved tokenizer or vocabulary) is fitted on train again
     return model, dm
 
 

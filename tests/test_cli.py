@@ -123,3 +123,22 @@ def test_test_on_checkpoint_uses_its_weights(gnn_run: Path, tmp_path: Path) -> N
     again = build_cli(["test", *base, "--seed_everything", "7", "--ckpt_path", str(best), *_out(tmp_path / "d")],
                       run=True)
     assert float(again.trainer.callback_metrics["test/loss"]) == pytest.approx(trained_loss, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gnn", "transformer"])
+def test_testing_a_run_on_other_data_keeps_its_features(kind: str, tmp_path: Path, tiny_corpus: Path) -> None:
+    """`test` with the run's config on another data set scores with the run's tokenizer / vocabulary:
+    it used to refit them on the other data, over the files in the run folder, and then stop."""
+    from streamguard_pl.data.synthetic import write_synthetic_corpus
+
+    run = tmp_path / "run"
+    extra = ["--data.init_args.data_dir", str(tiny_corpus)]
+    if kind == "gnn":
+        extra += ["--data.init_args.min_token_count", "2", "--model.init_args.min_token_count", "2"]
+    assert main(["fit", "--config", str(GNN_CONF.with_name(f"{kind}.yaml")), *_out(run), *extra]) == 0
+    feature_file = run / ("token_vocab.json" if kind == "gnn" else "tokenizer/tokenizer.json")
+    before = feature_file.read_bytes()
+    write_synthetic_corpus(tmp_path / "other", n=240, seed=5, difficulty="easy")
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "best.ckpt"),
+                 "--data.init_args.data_dir", str(tmp_path / "other")]) == 0
+    assert feature_file.read_bytes() == before

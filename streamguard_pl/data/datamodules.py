@@ -35,8 +35,8 @@ from .records import (
     records_fingerprint,
     split_records,
 )
-from .tokens import LengthBucketBatchSampler
-from .vocab import VOCAB_FILE
+from .tokens import LengthBucketBatchSampler, load_tokenizer
+from .vocab import VOCAB_FILE, TokenVocabulary
 
 SPLITS = ("train", "val", "test")
 #: `data_dir: juliet` / `data_dir: devign` read the shared copies in place (locations.py says where).
@@ -125,11 +125,23 @@ class CodeDataModule(L.LightningDataModule):
         """Once per node before setup: write what every rank then only reads (corpus, tokenizer).
 
         A saved run's features (its tokenizer, its token vocabulary) need no training data: scoring
-        files with `streamguard predict` works where the training set is not.
+        files with `streamguard predict` works where the training set is not. Validate and test read
+        the run folder's features before fitting any: refitting on other data wrote over the
+        tokenizer and vocabulary the run's checkpoint was trained with.
         """
         self._ensure_corpus()
+        if not self.features_ready() and self._scoring_only():
+            self.load_saved_features(self.output_dir)
         if not self.features_ready():
             self.fit_features(self._train_records_for_features())
+
+    def _scoring_only(self) -> bool:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        return self.trainer is not None and self.trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING)
+
+    def load_saved_features(self, run_dir: Path) -> None:
+        """Take the features a run folder holds (a trained tokenizer, a fitted vocabulary) where they apply."""
 
     def _train_records_for_features(self) -> list[CodeRecord]:
         try:
@@ -271,6 +283,8 @@ class CodeDataModule(L.LightningDataModule):
             return
         recs = self.load_records()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
+        if stage in ("validate", "test") and not self.features_ready():
+            self.load_saved_features(self.output_dir)
         self.fit_features(recs["train"])
         for split in wanted:
             if split not in self.datasets:
@@ -351,6 +365,10 @@ class GraphDataModule(CodeDataModule):
         if self.graph_features.needs_vocab:
             self.datasets["train"] = self.build_dataset(train_records, "train")
 
+    def load_saved_features(self, run_dir: Path) -> None:
+        if self.graph_features.needs_vocab and (run_dir / VOCAB_FILE).is_file():
+            self.graph_features.vocab = TokenVocabulary.load(run_dir / VOCAB_FILE)
+
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         return GraphListDataset(self.graph_features.build(records, split))
 
@@ -413,6 +431,11 @@ class TokenDataModule(CodeDataModule):
         if self.token_features.tokenizer is None:
             self.token_features.fit_tokenizer(train_records, self.output_dir / "tokenizer")
 
+    def load_saved_features(self, run_dir: Path) -> None:
+        features = self.token_features
+        if features.tokenizer is None and features.tokenizer_name_or_path is None and (run_dir / "tokenizer").is_dir():
+            features.tokenizer = load_tokenizer(str(run_dir / "tokenizer"))
+
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         return self.token_features.build(records, split)
 
@@ -472,6 +495,10 @@ class FusionDataModule(TokenDataModule):
     def fit_features(self, train_records: list[CodeRecord]) -> None:
         super().fit_features(train_records)  # the tokenizer first: the train dataset holds tokens too
         GraphDataModule.fit_features(self, train_records)
+
+    def load_saved_features(self, run_dir: Path) -> None:
+        super().load_saved_features(run_dir)
+        GraphDataModule.load_saved_features(self, run_dir)
 
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         tokens = self.token_features.build(records, split)

@@ -170,3 +170,23 @@ def test_the_vocabulary_record_tells_the_same_tokens_ranked_otherwise_apart() ->
     a, b = record([10, 20, 30]), record([30, 10, 20])  # one token set, other dense ids
     assert a["vocab_sha256"] != b["vocab_sha256"] and a == record([10, 20, 30])
     assert a["edge_types"] == ["ast", "ncs", "cfg", "dfg"] and a["subtokens"] == 0
+
+
+def test_a_record_of_an_older_format_is_replaced_not_compared() -> None:
+    from streamguard_pl.models.compat import RECORD_FORMAT, check_or_record, check_restored
+
+    current = {"format": RECORD_FORMAT, "edge_types": ["ast"], "reverse_edges": False, "subtokens": 0,
+               "vocab_sha256": "new"}
+    old = {k: v for k, v in current.items() if k != "format"} | {"vocab_sha256": "computed otherwise"}
+    hparams = {"graph_features": old}
+    with pytest.warns(UserWarning, match=r"model: its graph_features record is of an older format \(v1, now v2\)"):
+        assert check_or_record(hparams, "graph_features", current, "model") is True
+    assert hparams["graph_features"] == current
+    with pytest.warns(UserWarning, match="older format"):
+        check_restored(hparams, old, "graph_features", "model")  # a checkpoint from then: no refusal
+    assert hparams["graph_features"] == current
+    with pytest.raises(ValueError, match=r"vocab_sha256: trained 'other', data 'new'"):
+        check_or_record({"graph_features": current | {"vocab_sha256": "other"}}, "graph_features", current, "model")
+    hparams = {"tokenizer_sha256": "0" * 64}  # before the v2 prefix
+    with pytest.warns(UserWarning, match="tokenizer_sha256 record is of an older format"):
+        assert check_or_record(hparams, "tokenizer_sha256", "v2:" + "1" * 64, "model") is True

@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
+from lightning.pytorch.utilities import rank_zero_warn
+
 from ..errors import OptionError
+
+#: Version of how the records are computed. A record of another version is not compared (an unchanged
+#: feature would look changed) but replaced, with a warning; bump it whenever a fingerprint changes.
+RECORD_FORMAT = 2
 
 
 def tokenizer_sha256(dm: Any) -> str | None:
@@ -26,7 +32,7 @@ def tokenizer_sha256(dm: Any) -> str | None:
     if tokenizer is None:
         return None
     table = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
-    return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return f"v{RECORD_FORMAT}:" + hashlib.sha256(json.dumps(table, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def graph_features(dm: Any) -> dict[str, Any] | None:
@@ -41,6 +47,7 @@ def graph_features(dm: Any) -> dict[str, Any] | None:
     cfg = gf.config
     vocab = getattr(gf, "vocab", None)
     return {
+        "format": RECORD_FORMAT,
         "edge_types": list(cfg.edge_types),
         "reverse_edges": bool(cfg.reverse_edges),
         "subtokens": int(cfg.subtokens),
@@ -58,6 +65,21 @@ HINTS = {
 }
 
 
+def _format(record: Any) -> int:
+    if isinstance(record, dict):
+        return int(record.get("format", 1))
+    version, sep, _ = str(record).partition(":")
+    return int(version[1:]) if sep and version[:1] == "v" and version[1:].isdigit() else 1
+
+
+def _comparable(trained: Any, key: str, where: str) -> bool:
+    if _format(trained) == RECORD_FORMAT:
+        return True
+    rank_zero_warn(f"{where}: its {key} record is of an older format (v{_format(trained)}, now v{RECORD_FORMAT}), "
+                   "so it is not compared but recorded again")
+    return False
+
+
 def _require_equal(trained: Any, current: Any, key: str, where: str) -> None:
     if trained == current:
         return
@@ -73,7 +95,7 @@ def check_or_record(hparams: Any, key: str, current: Any, where: str) -> bool:
     """Record `current` under `key` when the network has no record yet (True), else require equality."""
     if current is None:
         return False
-    if hparams.get(key) is None:
+    if hparams.get(key) is None or not _comparable(hparams[key], key, where):
         hparams[key] = current
         return True
     _require_equal(hparams[key], current, key, where)
@@ -82,8 +104,8 @@ def check_or_record(hparams: Any, key: str, current: Any, where: str) -> bool:
 
 def check_restored(hparams: Any, trained: Any, key: str, where: str) -> None:
     """`--ckpt_path` restores weights after setup recorded the datamodule's features: compare, keep the checkpoint's."""
-    if trained is None:
-        return
+    if trained is None or not _comparable(trained, key, where):
+        return  # keep what setup recorded
     if hparams.get(key) is not None:
         _require_equal(trained, hparams[key], key, where)
     hparams[key] = trained

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .data.datamodules import CodeDataModule
 from .data.records import RecordError
@@ -25,6 +26,15 @@ commands:
 """
 
 
+class FitConfigCallback(SaveConfigCallback):
+    """`config.yaml` records how the run was trained: `test` on other data must not rewrite it, since
+    `streamguard predict` and later tests rebuild the run's data module from it."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
 class StreamGuardCLI(LightningCLI):
     """Subclass mode for models and datamodules (any VulnerabilityClassifier / CodeDataModule)."""
 
@@ -33,9 +43,18 @@ class StreamGuardCLI(LightningCLI):
 
     def before_validate(self) -> None:
         self.share_config(self.subcommand)
+        self.features_beside_checkpoint(self.subcommand)
 
     def before_test(self) -> None:
         self.share_config(self.subcommand)
+        self.features_beside_checkpoint(self.subcommand)
+
+    def features_beside_checkpoint(self, subcommand: str | None) -> None:
+        """Score with the tokenizer / vocabulary saved in the checkpoint's run folder, whatever the data."""
+        cfg = self.config.get(subcommand) if subcommand and subcommand in self.config else self.config
+        ckpt = cfg.get("ckpt_path") if hasattr(cfg, "get") else None
+        if ckpt and Path(ckpt).is_file() and self.datamodule is not None:
+            self.datamodule.features_dir = Path(ckpt).resolve().parent.parent
 
     def share_config(self, subcommand: str | None) -> None:
         """Hand the resolved config to the callbacks that record it (MetadataExport)."""
@@ -58,6 +77,7 @@ def build_cli(args: list[str] | None, run: bool = False) -> StreamGuardCLI:
         trainer_class=StreamGuardTrainer,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=FitConfigCallback,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

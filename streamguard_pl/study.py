@@ -116,20 +116,27 @@ def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = 
     return result
 
 
-#: Where a run's files live, not how it is made: a relative --config-dir or --output-dir, or a moved
-#: checkout, must not make a completed run look different (the config's text is hashed instead).
-_PATH_ARGS = ("--config", "--trainer.default_root_dir", "--trainer.logger.init_args.save_dir",
-              "--model.init_args.transformer_ckpt", "--model.init_args.gnn_ckpt")
+#: Arguments whose value is where files live: a relative --config-dir or --output-dir, or a moved
+#: checkout, must not make a completed run look different. The run's own folders are dropped (the
+#: plan fixes them), the config is named by its file (its text is hashed), and a checkpoint inside
+#: the study is named relative to it (a fusion run fused with its parts, or without, differs).
+_RUN_DIR_ARGS = ("--trainer.default_root_dir", "--trainer.logger.init_args.save_dir")
+_CONFIG_ARG = "--config"
 
 
 def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
     """What made the run: a completed run is reused only when a new study would make it the same way."""
-    settings, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in _PATH_ARGS:
-            skip = True
+    root = spec.run_dir.resolve().parents[2 if spec.fold is not None else 1]
+    settings: list[str] = []
+    pairs = iter(args)
+    for arg in pairs:
+        if arg in _RUN_DIR_ARGS:
+            next(pairs, None)
+        elif arg == _CONFIG_ARG:
+            settings += [arg, Path(next(pairs, "")).name]
+        elif arg.endswith("_ckpt"):
+            path = Path(next(pairs, "")).resolve()
+            settings += [arg, str(path.relative_to(root)) if path.is_relative_to(root) else str(path)]
         else:
             settings.append(arg)
     return {"settings": settings, "config_sha256": hashlib.sha256(spec.config.read_bytes()).hexdigest()}
@@ -138,6 +145,8 @@ def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
 def check_reusable(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> None:
     """A completed run made with other settings (config text, --data-dir, --folds, overrides) is an error, not reused."""
     saved = read_json(spec.run_dir / RUN_RESULT)
+    if "cli_args" in saved and "settings" not in saved:  # the first format (2026-12-02) kept the raw arguments
+        saved = {**saved, **_identity(spec, saved["cli_args"]), "config_sha256": saved.get("config_sha256")}
     if "settings" not in saved:  # results written before runs recorded their settings
         return
     with warnings.catch_warnings():

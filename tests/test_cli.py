@@ -136,9 +136,16 @@ def test_testing_a_run_on_other_data_keeps_its_features(kind: str, tmp_path: Pat
     if kind == "gnn":
         extra += ["--data.init_args.min_token_count", "2", "--model.init_args.min_token_count", "2"]
     assert main(["fit", "--config", str(GNN_CONF.with_name(f"{kind}.yaml")), *_out(run), *extra]) == 0
-    feature_file = run / ("token_vocab.json" if kind == "gnn" else "tokenizer/tokenizer.json")
-    before = feature_file.read_bytes()
+    kept = [run / "config.yaml", run / ("token_vocab.json" if kind == "gnn" else "tokenizer/tokenizer.json")]
+    if kind == "gnn":
+        kept.append(run / "graph_statistics.json")  # the train and val statistics, not the other data's test split
+    before = [f.read_bytes() for f in kept]
     write_synthetic_corpus(tmp_path / "other", n=240, seed=5, difficulty="easy")
     assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "best.ckpt"),
                  "--data.init_args.data_dir", str(tmp_path / "other")]) == 0
-    assert feature_file.read_bytes() == before
+    assert [f.read_bytes() for f in kept] == before
+    # the features come from beside the checkpoint, not from default_root_dir: here another, empty folder
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "best.ckpt"),
+                 "--data.init_args.data_dir", str(tmp_path / "other"), *_out(tmp_path / "elsewhere")]) == 0
+    assert [f.read_bytes() for f in kept] == before
+    assert not (tmp_path / "elsewhere" / kept[1].relative_to(run)).exists()  # nothing refitted there

@@ -172,3 +172,24 @@ def test_a_fusion_run_without_its_part_runs_says_which_setting_applies(tmp_path:
     assert len(record) == 1  # the transformer run is there: no warning for it
     assert args[args.index("--model.init_args.transformer_ckpt") + 1] == str(part)
     assert "--model.init_args.gnn_ckpt" not in args
+
+
+def test_a_fusion_run_made_without_its_parts_is_not_reused_once_they_exist(tmp_path: Path) -> None:
+    from streamguard_pl.errors import OptionError
+    from streamguard_pl.study import RUN_RESULT, RunSpec, _cli_args, _identity, check_reusable
+
+    config = tmp_path / "fusion.yaml"
+    config.write_text("model: {}\n")
+    spec = RunSpec("fusion", 7, None, config, tmp_path / "out" / "fusion" / "seed_7")
+    spec.run_dir.mkdir(parents=True)
+    with pytest.warns(UserWarning, match="no transformer run of this study"):
+        made = _identity(spec, _cli_args(spec, None, None, []))
+    (spec.run_dir / RUN_RESULT).write_text(json.dumps({"status": "completed", **made}))
+    check_reusable(spec, None, None, [])  # nothing changed: reusable
+    for part in ("transformer", "gnn"):  # the study's own parts appear later
+        ckpt = tmp_path / "out" / part / "seed_7" / "checkpoints" / "best.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+    with pytest.raises(OptionError, match=r"now also --model.init_args.transformer_ckpt "
+                                          r"transformer/seed_7/checkpoints/best\.ckpt"):
+        check_reusable(spec, None, None, [])

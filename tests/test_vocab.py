@@ -185,6 +185,10 @@ def test_a_record_of_an_older_format_is_replaced_not_compared() -> None:
     with pytest.warns(UserWarning, match="older format"):
         check_restored(hparams, old, "graph_features", "model")  # a checkpoint from then: no refusal
     assert hparams["graph_features"] == current
+    with pytest.raises(ValueError, match=r"edge_types: trained \['ncs'\], data \['ast'\]"):  # unchanged since v1
+        check_or_record({"graph_features": old | {"edge_types": ["ncs"]}}, "graph_features", current, "model")
+    with pytest.raises(ValueError, match=r"edge_types: trained \['ncs'\], data \['ast'\]"):
+        check_restored({"graph_features": current}, old | {"edge_types": ["ncs"]}, "graph_features", "model")
     with pytest.raises(ValueError, match=r"vocab_sha256: trained 'other', data 'new'"):
         check_or_record({"graph_features": current | {"vocab_sha256": "other"}}, "graph_features", current, "model")
     hparams = {"tokenizer_sha256": "0" * 64}  # before the v2 prefix

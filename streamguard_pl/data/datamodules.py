@@ -109,6 +109,9 @@ class CodeDataModule(L.LightningDataModule):
         self.cross_split_duplicates = 0
         self.datasets: dict[str, Dataset] = {}
         self._predict_records: list[CodeRecord] | None = None
+        #: run folder whose saved features validate / test / predict take before fitting any; the
+        #: `streamguard` command sets it to the folder of `--ckpt_path` (`<run>/checkpoints/x.ckpt`)
+        self.features_dir: Path | None = None
 
     # ---- records --------------------------------------------------------------------------
     @property
@@ -125,20 +128,24 @@ class CodeDataModule(L.LightningDataModule):
         """Once per node before setup: write what every rank then only reads (corpus, tokenizer).
 
         A saved run's features (its tokenizer, its token vocabulary) need no training data: scoring
-        files with `streamguard predict` works where the training set is not. Validate and test read
-        the run folder's features before fitting any: refitting on other data wrote over the
-        tokenizer and vocabulary the run's checkpoint was trained with.
+        files with `streamguard predict` works where the training set is not. Validate, test and
+        predict read the features in `features_dir` (the checkpoint's run folder) before fitting any:
+        refitting on other data wrote over the tokenizer and vocabulary the checkpoint was trained with.
         """
         self._ensure_corpus()
-        if not self.features_ready() and self._scoring_only():
-            self.load_saved_features(self.output_dir)
+        self._load_checkpoint_features()
         if not self.features_ready():
             self.fit_features(self._train_records_for_features())
 
     def _scoring_only(self) -> bool:
         from lightning.pytorch.trainer.states import TrainerFn
 
-        return self.trainer is not None and self.trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING)
+        return self.trainer is not None and self.trainer.state.fn in (
+            TrainerFn.VALIDATING, TrainerFn.TESTING, TrainerFn.PREDICTING)
+
+    def _load_checkpoint_features(self) -> None:
+        if self.features_dir is not None and self._scoring_only() and not self.features_ready():
+            self.load_saved_features(self.features_dir)
 
     def load_saved_features(self, run_dir: Path) -> None:
         """Take the features a run folder holds (a trained tokenizer, a fitted vocabulary) where they apply."""
@@ -277,14 +284,14 @@ class CodeDataModule(L.LightningDataModule):
         if stage == "predict":
             if self._predict_records is None:
                 raise RuntimeError("call set_predict_records(records) before trainer.predict")
+            self._load_checkpoint_features()
             if not self.features_ready():
                 self.fit_features(self._train_records_for_features())
             self.datasets["predict"] = self.build_dataset(self._predict_records, "predict")
             return
         recs = self.load_records()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
-        if stage in ("validate", "test") and not self.features_ready():
-            self.load_saved_features(self.output_dir)
+        self._load_checkpoint_features()
         self.fit_features(recs["train"])
         for split in wanted:
             if split not in self.datasets:
@@ -373,7 +380,8 @@ class GraphDataModule(CodeDataModule):
         return GraphListDataset(self.graph_features.build(records, split))
 
     def after_build(self) -> None:
-        write_graph_artifacts(self, self.graph_features)
+        if not self._scoring_only():  # a test on other data must not replace the run's train statistics
+            write_graph_artifacts(self, self.graph_features)
 
     def make_loader(self, split: str, train: bool) -> GraphLoader:
         ds = self.datasets[split]
@@ -518,7 +526,8 @@ class FusionDataModule(TokenDataModule):
         return FusionDataset(tokens, by_index, positions)
 
     def after_build(self) -> None:
-        write_graph_artifacts(self, self.graph_features)
+        if not self._scoring_only():  # a test on other data must not replace the run's train statistics
+            write_graph_artifacts(self, self.graph_features)
 
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs),

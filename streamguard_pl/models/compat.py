@@ -72,11 +72,21 @@ def _format(record: Any) -> int:
     return int(version[1:]) if sep and version[:1] == "v" and version[1:].isdigit() else 1
 
 
-def _comparable(trained: Any, key: str, where: str) -> bool:
-    if _format(trained) == RECORD_FORMAT:
+#: The fields of a graph record whose computation changed at each format; the others still compare.
+_CHANGED_SINCE = {1: {"vocab_sha256", "format"}}
+
+
+def _comparable(trained: Any, current: Any, key: str, where: str) -> bool:
+    """False (after checking what is still comparable, and a warning) for a record of an older format."""
+    version = _format(trained)
+    if version == RECORD_FORMAT:
         return True
-    rank_zero_warn(f"{where}: its {key} record is of an older format (v{_format(trained)}, now v{RECORD_FORMAT}), "
-                   "so it is not compared but recorded again")
+    if isinstance(trained, dict) and isinstance(current, dict):
+        changed = _CHANGED_SINCE.get(version, set(trained) | set(current))
+        _require_equal({k: v for k, v in trained.items() if k not in changed},
+                       {k: v for k, v in current.items() if k not in changed}, key, where)
+    rank_zero_warn(f"{where}: its {key} record is of an older format (v{version}, now v{RECORD_FORMAT}), so "
+                   "what changed since is not compared; it is recorded again")
     return False
 
 
@@ -95,7 +105,7 @@ def check_or_record(hparams: Any, key: str, current: Any, where: str) -> bool:
     """Record `current` under `key` when the network has no record yet (True), else require equality."""
     if current is None:
         return False
-    if hparams.get(key) is None or not _comparable(hparams[key], key, where):
+    if hparams.get(key) is None or not _comparable(hparams[key], current, key, where):
         hparams[key] = current
         return True
     _require_equal(hparams[key], current, key, where)
@@ -104,7 +114,7 @@ def check_or_record(hparams: Any, key: str, current: Any, where: str) -> bool:
 
 def check_restored(hparams: Any, trained: Any, key: str, where: str) -> None:
     """`--ckpt_path` restores weights after setup recorded the datamodule's features: compare, keep the checkpoint's."""
-    if trained is None or not _comparable(trained, key, where):
+    if trained is None or (hparams.get(key) is not None and not _comparable(trained, hparams[key], key, where)):
         return  # keep what setup recorded
     if hparams.get(key) is not None:
         _require_equal(trained, hparams[key], key, where)

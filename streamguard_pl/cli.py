@@ -52,7 +52,7 @@ class StreamGuardCLI(LightningCLI):
     def features_beside_checkpoint(self, subcommand: str | None) -> None:
         """Score with the tokenizer / vocabulary saved in the checkpoint's run folder, whatever the data."""
         cfg = self.config.get(subcommand) if subcommand and subcommand in self.config else self.config
-        ckpt = cfg.get("ckpt_path") if hasattr(cfg, "get") else None
+        ckpt = cfg.get("ckpt_path")
         if ckpt and Path(ckpt).is_file() and self.datamodule is not None:
             self.datamodule.features_dir = Path(ckpt).resolve().parent.parent
 

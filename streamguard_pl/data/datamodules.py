@@ -15,6 +15,7 @@ from typing import Any, Literal, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torch_geometric.loader import DataLoader as GraphLoader
@@ -138,8 +139,6 @@ class CodeDataModule(L.LightningDataModule):
             self.fit_features(self._train_records_for_features())
 
     def _scoring_only(self) -> bool:
-        from lightning.pytorch.trainer.states import TrainerFn
-
         return self.trainer is not None and self.trainer.state.fn in (
             TrainerFn.VALIDATING, TrainerFn.TESTING, TrainerFn.PREDICTING)
 

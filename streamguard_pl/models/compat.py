@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import torch
-
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..errors import OptionError
@@ -114,10 +113,13 @@ def check_or_record(hparams: Any, key: str, current: Any, where: str) -> bool:
 
 def check_restored(hparams: Any, trained: Any, key: str, where: str) -> None:
     """`--ckpt_path` restores weights after setup recorded the datamodule's features: compare, keep the checkpoint's."""
-    if trained is None or (hparams.get(key) is not None and not _comparable(trained, hparams[key], key, where)):
-        return  # keep what setup recorded
-    if hparams.get(key) is not None:
-        _require_equal(trained, hparams[key], key, where)
+    if trained is None:
+        return
+    recorded = hparams.get(key)
+    if recorded is not None:
+        if not _comparable(trained, recorded, key, where):
+            return  # keep what setup recorded
+        _require_equal(trained, recorded, key, where)
     hparams[key] = trained
 
 

@@ -11,7 +11,6 @@ from .base import VulnerabilityClassifier
 from .compat import check_or_record, check_pretrained_tokenizer, tokenizer_sha256
 
 
-
 def check_tokenizer(hparams: Any, dm: Any, where: str) -> bool:
     """The pretrained-vs-own-BPE check before the first record, then the fingerprint; True when recorded now."""
     if hparams.get("tokenizer_sha256") is None:
@@ -89,7 +88,6 @@ class TransformerClassifier(VulnerabilityClassifier):
                 "set data.tokenizer_name_or_path to the model's own tokenizer"
             )
         check_tokenizer(self.hparams, dm, "model")
-
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self.encoder is not None, "encoder not built yet (call setup or pass vocab_size)"

@@ -8,7 +8,6 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
-
 Pooling = Literal["cls", "mean"]
 
 #: A small RoBERTa that trains on a 2-core CPU; `vocab_size` and `pad_token_id` come from the tokenizer.

@@ -100,6 +100,18 @@ def test_a_warmup_ratio_outside_0_1_is_refused(tiny_gnn) -> None:
             GNNClassifier(**tiny_gnn, warmup_ratio=bad)
 
 
+def test_a_setting_the_loss_or_schedule_ignores_is_named(tiny_gnn, recwarn) -> None:
+    with pytest.warns(UserWarning, match=r"GNNClassifier: focal_gamma=2.0 has no effect with loss='ce'"):
+        GNNClassifier(**tiny_gnn, loss="ce", focal_gamma=2.0)
+    with pytest.warns(UserWarning, match=r"GNNClassifier: warmup_ratio=0.2 has no effect with scheduler='none'"):
+        GNNClassifier(**tiny_gnn, scheduler="none", warmup_ratio=0.2)
+    recwarn.clear()
+    GNNClassifier(**tiny_gnn, loss="focal", focal_gamma=2.0)
+    GNNClassifier(**tiny_gnn, scheduler="cosine", warmup_ratio=0.2)
+    GNNClassifier(**tiny_gnn, loss="ce", scheduler="none")  # the defaults (GNN's own warm-up 0.05) say nothing
+    assert not [w for w in recwarn if "has no effect" in str(w.message)]
+
+
 def test_mismatched_token_buckets_is_a_clear_error(tiny_corpus, tmp_path, tiny_gnn) -> None:
     dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=512, output_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"data.token_buckets=512 but model.token_buckets=1024"):

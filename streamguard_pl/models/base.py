@@ -5,10 +5,12 @@ Subclasses only say how a batch becomes logits (`forward`) and which parameter g
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -45,6 +47,22 @@ def _metrics(threshold: float) -> MetricCollection:
     )
 
 
+def _warn_unused_settings(cls: type, settings: dict[str, Any]) -> None:
+    """Names a setting that the chosen loss or schedule ignores, when it differs from its default.
+
+    Defaults are always filled in, so only a changed value can tell that a user meant it; a
+    checkpoint that carries the defaults loads without a word.
+    """
+    unused = {"focal_gamma": settings["loss"] != "focal", "warmup_ratio": settings["scheduler"] == "none"}
+    defaults = inspect.signature(cls.__init__).parameters
+    for name, ignored in unused.items():
+        default = defaults[name].default if name in defaults else inspect.Parameter.empty
+        if ignored and settings[name] != default:
+            owner = "loss" if name == "focal_gamma" else "scheduler"
+            rank_zero_warn(f"{cls.__name__}: {name}={settings[name]} has no effect with "
+                           f"{owner}={settings[owner]!r}")
+
+
 def _is_no_decay(name: str, param: nn.Parameter) -> bool:
     """Biases and normalisation weights are not decayed (BERT/RoBERTa fine-tuning practice)."""
     lowered = name.lower()
@@ -76,6 +94,8 @@ class VulnerabilityClassifier(L.LightningModule):
         super().__init__()
         if not 0.0 <= warmup_ratio < 1.0:  # 1.5 never reached the peak nor decayed; < 0 started above zero
             raise ValueError(f"warmup_ratio is the share of steps spent warming up, in [0, 1); got {warmup_ratio}")
+        _warn_unused_settings(type(self), {"loss": loss, "focal_gamma": focal_gamma, "scheduler": scheduler,
+                                           "warmup_ratio": warmup_ratio})
         # Collects the init args of the whole subclass chain, so checkpoints rebuild any subclass.
         self.save_hyperparameters()
         self.lr = lr

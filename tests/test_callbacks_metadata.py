@@ -83,6 +83,27 @@ def test_collapse_is_reported_as_status(tmp_path: Path) -> None:
     assert _meta(tmp_path / "meta")["status"] == "collapsed"
 
 
+class BrokenValidation(TinyClassifier):
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        raise RuntimeError("scoring failed")
+
+
+def test_a_failed_validate_on_the_run_folder_keeps_the_fits_records(tmp_path: Path) -> None:
+    # `streamguard test/validate --ckpt_path` runs the config's callbacks again in the run's folder;
+    # once, a failure there rewrote a collapsed run's files as "failed, 0 epochs, not collapsed".
+    def callbacks() -> list[Callback]:
+        return [CollapseDetection(warmup_epochs=5), MetadataExport()]
+
+    make_trainer(tmp_path, callbacks(), max_epochs=2).fit(TinyClassifier(freeze=True), TinyDataModule())
+    fitted = _meta(tmp_path)
+    report = json.loads((tmp_path / "collapse_report.json").read_text())
+    assert fitted["status"] == "collapsed" and len(fitted["epochs"]) >= 1 and report["collapsed"] is True
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        make_trainer(tmp_path, callbacks()).validate(BrokenValidation(), TinyDataModule())
+    assert _meta(tmp_path) == fitted
+    assert json.loads((tmp_path / "collapse_report.json").read_text()) == report
+
+
 class Interrupted(TinyClassifier):
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         if self.global_step == 2:

@@ -264,7 +264,9 @@ class CollapseDetection(Callback):
         self._write_report(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._write_report(trainer)
+        # A test or validate that fails on a run's folder must leave the report its fit wrote.
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._write_report(trainer)
 
     # ---- checkpoint resume -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -212,6 +213,8 @@ class MetadataExport(Callback):
         self.write(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:  # a failed test of a run's checkpoint keeps the fit's record
+            return
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             self.status, self.error = "interrupted", type(exception).__name__
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import shutil
 import statistics
 import time
 import warnings
@@ -70,17 +71,62 @@ def _cli_args(spec: RunSpec, data_dir: str | None, folds: int | None, overrides:
     if folds:
         args += ["--data.init_args.num_folds", str(folds), "--data.init_args.fold", str(spec.fold)]
     if spec.model == "fusion":
-        root = spec.run_dir.parents[2 if spec.fold is not None else 1]
-        relative = spec.run_dir.relative_to(root / "fusion")
-        for part in ("transformer", "gnn"):
-            ckpt = root / part / relative / "checkpoints" / "best.ckpt"
-            if ckpt.is_file():
+        for part, part_dir in _part_run_dirs(spec).items():
+            ckpt = _best_checkpoint(part_dir)
+            if ckpt is not None:
                 args += [f"--model.init_args.{part}_ckpt", str(ckpt)]
             else:  # the fusion config's own setting stands: a fixed checkpoint for every seed, or a fresh part
-                warnings.warn(f"fusion {spec.run_dir.name}: no {part} run of this study at {ckpt}; the fusion config's "
-                              f"model.{part}_ckpt / model.{part} applies (run --models {part} fusion to fuse this "
-                              f"study's own {part})", stacklevel=2)
+                warnings.warn(f"fusion {spec.run_dir.name}: no completed {part} run of this study in {part_dir}; the "
+                              f"fusion config's model.{part}_ckpt / model.{part} applies (run --models {part} fusion "
+                              f"to fuse this study's own {part})", stacklevel=2)
     return [*args, *overrides]
+
+
+def _study_root(run_dir: Path, fold: int | None) -> Path:
+    return run_dir.parents[2 if fold is not None else 1]
+
+
+def _part_run_dirs(spec: RunSpec) -> dict[str, Path]:
+    """The same seed's (and fold's) transformer and GNN run folders of a fusion run's study."""
+    root = _study_root(spec.run_dir, spec.fold)
+    relative = spec.run_dir.relative_to(root / "fusion")
+    return {part: root / part / relative for part in ("transformer", "gnn")}
+
+
+def _best_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a completed run tested, found in its folder (run_result.json may name it relative
+    to another working directory); an unfinished run's checkpoints are not its result."""
+    if not run_is_complete(run_dir):
+        return None
+    best = read_json(run_dir / RUN_RESULT).get("best_checkpoint")
+    ckpt = run_dir / "checkpoints" / Path(best).name if best else None
+    return ckpt if ckpt is not None and ckpt.is_file() else None
+
+
+def stale_parts(spec: RunSpec) -> list[str]:
+    """Parts retrained after a completed fusion run of theirs was made: that fusion fused the old ones."""
+    if spec.model != "fusion":
+        return []
+    made = (spec.run_dir / RUN_RESULT).stat().st_mtime_ns
+    return [part for part, part_dir in _part_run_dirs(spec).items()
+            if run_is_complete(part_dir) and (part_dir / RUN_RESULT).stat().st_mtime_ns > made]
+
+
+def set_aside_earlier_attempt(spec: RunSpec) -> Path | None:
+    """Moves what an earlier, unfinished or redone, attempt left in the run folder out of the way.
+
+    Left there, its `best.ckpt` would make Lightning save the new best as `best-v1.ckpt` (and fusion or
+    a README command pick the old one), and its event file would mix two runs' curves in TensorBoard.
+    """
+    if not spec.run_dir.is_dir() or not any(spec.run_dir.iterdir()):
+        return None
+    model_dir = _study_root(spec.run_dir, spec.fold) / spec.model
+    aside = model_dir / "previous_attempts" / spec.run_dir.relative_to(model_dir)
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    spec.run_dir.rename(aside)
+    return aside
 
 
 def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = None,
@@ -126,7 +172,7 @@ _CONFIG_ARG = "--config"
 
 def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
     """What made the run: a completed run is reused only when a new study would make it the same way."""
-    root = spec.run_dir.resolve().parents[2 if spec.fold is not None else 1]
+    root = _study_root(spec.run_dir.resolve(), spec.fold)
     settings: list[str] = []
     pairs = iter(args)
     for arg in pairs:
@@ -178,6 +224,42 @@ def _stats(values: list[float]) -> dict[str, float | None]:
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
 
 
+#: Arguments that differ between the runs of one study by design: the seed, the fold, and the part
+#: checkpoints of each seed's fusion run.
+_PER_RUN_ARGS = ("--seed_everything", "--data.init_args.fold")
+
+
+def _recipe(result: dict[str, Any]) -> tuple[str, ...] | None:
+    """How a run was made, less what varies per seed and fold; None for results older than settings."""
+    if "settings" not in result:
+        return None
+    options: list[list[str]] = []
+    for arg in result["settings"]:
+        if arg.startswith("--") or not options:
+            options.append([arg])
+        else:
+            options[-1].append(arg)
+    recipe = [opt[0] if opt[0].endswith("_ckpt") else " ".join(opt) for opt in options if opt[0] not in _PER_RUN_ARGS]
+    return (*recipe, f"config sha256 {str(result.get('config_sha256'))[:12]}")
+
+
+def _warn_mixed_recipes(model: str, runs: list[dict[str, Any]]) -> None:
+    """The summary averages every run under the folder (seeds run side by side add up); runs made
+    with other settings, config text or folds are named rather than averaged in silently."""
+    recipes: dict[tuple[str, ...], list[str]] = {}
+    for r in runs:
+        recipe = _recipe(r)
+        if recipe is not None:
+            tag = f"seed {r['seed']}" + (f" fold {r['fold']}" if r.get("fold") is not None else "")
+            recipes.setdefault(recipe, []).append(tag)
+    if len(recipes) > 1:
+        shared = set.intersection(*(set(k) for k in recipes))
+        ways = "; ".join(f"{', '.join(tags)}: {' '.join(a for a in k if a not in shared) or 'the shared settings only'}"
+                         for k, tags in recipes.items())
+        warnings.warn(f"the {model} summary averages runs made in {len(recipes)} different ways ({ways}); "
+                      f"give each its own --output-dir to compare them", stacklevel=3)
+
+
 def summarise(output_dir: Path, models: Sequence[str] | None = None) -> dict[str, Any]:
     """Aggregate every run_result.json under output_dir into production_summary.json."""
     results = [read_json(p) for p in sorted(output_dir.glob(f"*/seed_*/**/{RUN_RESULT}"))]
@@ -194,6 +276,7 @@ def summarise(output_dir: Path, models: Sequence[str] | None = None) -> dict[str
             runs=[{"seed": r["seed"], "fold": r.get("fold"), **r["test"]} for r in runs],
         )
         per_model[model] = entry
+        _warn_mixed_recipes(model, runs)
     ranked = sorted(per_model, key=lambda m: per_model[m]["f1"]["mean"] or float("-inf"), reverse=True)
     summary = {"models": per_model, "best_model": ranked[0] if ranked else None, "metrics": list(METRICS)}
     atomic_write_json(output_dir / "production_summary.json", summary)
@@ -232,8 +315,14 @@ def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, out
         tag = f"{spec.model} seed={spec.seed}" + (f" fold={spec.fold}" if spec.fold is not None else "")
         if run_is_complete(spec.run_dir):
             check_reusable(spec, data_dir, folds, overrides)
-            print(f"[study] skip {tag}: already completed ({spec.run_dir / RUN_RESULT})", flush=True)
-            continue
+            stale = stale_parts(spec)
+            if not stale:
+                print(f"[study] skip {tag}: already completed ({spec.run_dir / RUN_RESULT})", flush=True)
+                continue
+            print(f"[study] redo {tag}: its {' and '.join(stale)} run was retrained since", flush=True)
+        aside = set_aside_earlier_attempt(spec)
+        if aside is not None:
+            print(f"[study] {tag}: an earlier attempt's files moved to {aside}", flush=True)
         print(f"[study] run {tag} -> {spec.run_dir}", flush=True)
         result = execute_run(spec, data_dir, folds, overrides)
         print(f"[study] {tag}: test F1 {_num(result['test'].get('f1'))} acc {_num(result['test'].get('accuracy'))}", flush=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +164,28 @@ def test_folds(tmp_path: Path, tiny_corpus: Path) -> None:
 def test_a_fusion_run_without_its_part_runs_says_which_setting_applies(tmp_path: Path) -> None:
     from streamguard_pl.study import RunSpec, _cli_args
 
-    part = tmp_path / "transformer" / "seed_7" / "checkpoints" / "best.ckpt"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"")
+    part = _completed_part(tmp_path, "transformer", 7)
+    unfinished = tmp_path / "gnn" / "seed_7" / "checkpoints" / "best.ckpt"  # an attempt without run_result.json
+    unfinished.parent.mkdir(parents=True)
+    unfinished.write_bytes(b"")
     spec = RunSpec("fusion", 7, None, tmp_path / "fusion.yaml", tmp_path / "fusion" / "seed_7")
-    with pytest.warns(UserWarning, match=r"fusion seed_7: no gnn run of this study at .*gnn/seed_7/checkpoints/best\.ckpt; "
+    with pytest.warns(UserWarning, match=r"fusion seed_7: no completed gnn run of this study in .*gnn/seed_7; "
                                          r"the fusion config's model.gnn_ckpt / model.gnn applies") as record:
         args = _cli_args(spec, None, None, [])
     assert len(record) == 1  # the transformer run is there: no warning for it
     assert args[args.index("--model.init_args.transformer_ckpt") + 1] == str(part)
     assert "--model.init_args.gnn_ckpt" not in args
+
+
+def _completed_part(root: Path, part: str, seed: int) -> Path:
+    from streamguard_pl.study import RUN_RESULT
+
+    ckpt = root / part / f"seed_{seed}" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    # named relative to another working directory: the run folder finds it by name
+    (ckpt.parents[1] / RUN_RESULT).write_text(json.dumps({"status": "completed", "best_checkpoint": "elsewhere/best.ckpt"}))
+    return ckpt
 
 
 def test_a_fusion_run_made_without_its_parts_is_not_reused_once_they_exist(tmp_path: Path) -> None:
@@ -182,14 +196,65 @@ def test_a_fusion_run_made_without_its_parts_is_not_reused_once_they_exist(tmp_p
     config.write_text("model: {}\n")
     spec = RunSpec("fusion", 7, None, config, tmp_path / "out" / "fusion" / "seed_7")
     spec.run_dir.mkdir(parents=True)
-    with pytest.warns(UserWarning, match="no transformer run of this study"):
+    with pytest.warns(UserWarning, match="no completed transformer run of this study"):
         made = _identity(spec, _cli_args(spec, None, None, []))
     (spec.run_dir / RUN_RESULT).write_text(json.dumps({"status": "completed", **made}))
     check_reusable(spec, None, None, [])  # nothing changed: reusable
     for part in ("transformer", "gnn"):  # the study's own parts appear later
-        ckpt = tmp_path / "out" / part / "seed_7" / "checkpoints" / "best.ckpt"
-        ckpt.parent.mkdir(parents=True)
-        ckpt.write_bytes(b"")
+        _completed_part(tmp_path / "out", part, 7)
     with pytest.raises(OptionError, match=r"now also --model.init_args.transformer_ckpt "
                                           r"transformer/seed_7/checkpoints/best\.ckpt"):
         check_reusable(spec, None, None, [])
+
+
+def test_a_redone_part_run_starts_clean_and_its_fusion_run_is_redone(study: tuple[Path, str], tiny_corpus: Path,
+                                                                     tmp_path: Path) -> None:
+    # Once, the redo saved its best as best-v1.ckpt beside the dead attempt's best.ckpt, and fusion
+    # (and `streamguard test ... best.ckpt`) took the dead one; the completed fusion run was reused.
+    out = tmp_path / "out"
+    shutil.copytree(study[0], out)
+    gnn = out / "gnn" / "seed_1"
+    (gnn / "run_result.json").unlink()  # what the error message for a changed run advises
+    printed = _run(["study", "--models", "gnn", "fusion", "--seeds", "1", "--config-dir", str(CONF),
+                    "--output-dir", str(out), "--data-dir", str(tiny_corpus),
+                    "--", "--model.init_args.tune_threshold", "true"])
+    aside = out / "gnn" / "previous_attempts" / "seed_1"
+    assert f"[study] gnn seed=1: an earlier attempt's files moved to {aside}" in printed
+    assert "[study] redo fusion seed=1: its gnn run was retrained since" in printed
+    assert sorted(p.name for p in (gnn / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    events = {p.name for p in gnn.glob("events.out.tfevents.*")}
+    assert events and not events & {p.name for p in aside.glob("events.out.tfevents.*")}  # one run's curves only
+    assert (aside / "checkpoints" / "best.ckpt").is_file()
+    assert _json(gnn / "run_result.json")["best_checkpoint"] == str(gnn / "checkpoints" / "best.ckpt")
+    fused = torch.load(out / "fusion" / "seed_1" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert fused["hyper_parameters"]["gnn_ckpt"] == str(gnn / "checkpoints" / "best.ckpt")
+    # the seed is the same, so are the weights: what tells a redone fusion run is that it ran after its part
+    assert (out / "fusion" / "seed_1" / "run_result.json").stat().st_mtime_ns > (gnn / "run_result.json").stat().st_mtime_ns
+    assert (out / "fusion" / "previous_attempts" / "seed_1" / "run_result.json").is_file()
+    # seed 2 was not touched: its fusion run is reused, and the summary counts no set-aside run
+    assert "[study] skip fusion seed=2" not in printed  # not asked for this time
+    assert _json(out / "production_summary.json")["models"]["gnn"]["n_runs"] == len(SEEDS)
+
+
+def test_the_summary_names_runs_made_in_other_ways(tmp_path: Path) -> None:
+    from streamguard_pl.study import RUN_RESULT, summarise
+
+    def put(seed: int, *extra: str, sha: str = "a" * 64) -> None:
+        run = tmp_path / "gnn" / f"seed_{seed}"
+        run.mkdir(parents=True)
+        (run / RUN_RESULT).write_text(json.dumps({
+            "model": "gnn", "seed": seed, "fold": None, "status": "completed", "test": {"f1": 0.5},
+            "settings": ["--config", "gnn.yaml", "--seed_everything", str(seed), *extra], "config_sha256": sha}))
+
+    put(42)
+    put(2025)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summarise(tmp_path)  # seeds of one recipe, run side by side: no word
+    put(7, "--model.init_args.num_layers", "4")
+    put(1, sha="b" * 64)
+    with pytest.warns(UserWarning, match=r"the gnn summary averages runs made in 3 different ways \(seed 1: config sha256 "
+                                         r"bbbbbbbbbbbb; seed 2025, seed 42: config sha256 aaaaaaaaaaaa; seed 7: "
+                                         r"--model.init_args.num_layers 4 config sha256 aaaaaaaaaaaa\)"):
+        summary = summarise(tmp_path)
+    assert summary["models"]["gnn"]["n_runs"] == 4

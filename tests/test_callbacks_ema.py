@@ -134,6 +134,34 @@ def test_testing_the_best_checkpoint_after_fit_tests_its_averaged_weights(
         assert torch.equal(p, saved["state_dict"][name]), name
 
 
+class ValidatedWeights(Callback):
+    """The parameters the validation loop scores with (after any swap at the epoch's start)."""
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 0:
+            self.params = {k: p.detach().clone() for k, p in pl_module.named_parameters()}
+
+
+def test_validating_an_earlier_checkpoint_after_fit_validates_its_averaged_weights(
+        tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
+    """Once, `trainer.validate(ckpt_path=...)` on the trainer that fitted swapped the loaded weights for
+    the fit's final average: every checkpoint validated as the last one."""
+    dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=1024, output_dir=str(tmp_path / "run"))
+    torch.manual_seed(0)
+    validated = ValidatedWeights()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, filename="{epoch}")
+    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, num_sanity_val_steps=0,
+                            callbacks=[EMAWeights(decay=DECAY), ckpt, validated])
+    trainer.fit(GNNClassifier(**tiny_gnn, scheduler="none"), dm)
+    first = tmp_path / "ckpt" / "epoch=0.ckpt"
+    trainer.validate(ckpt_path=str(first), datamodule=dm)
+    saved = torch.load(first, weights_only=False)["state_dict"]
+    last = torch.load(tmp_path / "ckpt" / "epoch=1.ckpt", weights_only=False)["state_dict"]
+    assert any(not torch.equal(v, last[k]) for k, v in saved.items())
+    for name, p in validated.params.items():
+        assert torch.equal(p, saved[name]), name
+
+
 def test_decay_outside_zero_one_is_refused() -> None:
     with pytest.raises(ValueError, match="decay must be in"):
         EMAWeights(decay=1.0)

@@ -55,6 +55,17 @@ class EMAWeights(EMAWeightAveraging):
         self._ensure_average(trainer, pl_module)  # resuming: restore the average into a copy of the built module
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Outside fit the module already holds what is to be scored: a checkpoint's averaged weights, or
+        # the average the fit left behind. Lightning's swap would put the fit's last average over a
+        # loaded checkpoint in `trainer.validate(ckpt_path=...)` on the trainer that fitted.
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_end(trainer, pl_module)
+
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
         live = checkpoint.get("current_model_state")

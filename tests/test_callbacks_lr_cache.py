@@ -101,6 +101,32 @@ def test_key_ignores_initial_lr_but_not_batch_size(tmp_path: Path) -> None:
     assert CountingFinder.sweeps == 2 and len(load_cache(cache)) == 2
 
 
+class SettingsDataModule(TinyDataModule):
+    """The tiny data with settings of the kind real datamodules have: one shapes batches, one does not."""
+
+    def __init__(self, max_length: int = 128, num_workers: int = 0) -> None:
+        super().__init__(n_train=256)
+        self.save_hyperparameters()
+
+
+def test_key_follows_the_effective_batch_clipping_and_data_settings(tmp_path: Path) -> None:
+    # Once, a run with 8x the effective batch, clipping or another truncation reused another's sweep.
+    cache = tmp_path / "lr_cache.json"
+
+    def fit(dm: TinyDataModule, **trainer_kwargs) -> CachedLRFinder:
+        finder = CountingFinder(num_training_steps=SWEEP, cache_path=cache)
+        make_trainer(tmp_path, [finder], max_epochs=1, **trainer_kwargs).fit(TinyClassifier(), dm)
+        return finder
+
+    first = fit(SettingsDataModule())
+    assert first.cache_hit is False and load_cache(cache)[first.key]["key_parts"]["data_settings"]["max_length"] == 128
+    assert fit(SettingsDataModule(num_workers=1)).cache_hit is True  # how batches are loaded is not what they hold
+    misses = [fit(SettingsDataModule(max_length=64)), fit(SettingsDataModule(), accumulate_grad_batches=2),
+              fit(SettingsDataModule(), gradient_clip_val=1.0)]
+    assert [f.cache_hit for f in misses] == [False, False, False]
+    assert len({first.key, *(f.key for f in misses)}) == 4 and CountingFinder.sweeps == 4
+
+
 def test_stale_entry_is_recomputed_with_warning(tmp_path: Path) -> None:
     cache = tmp_path / "lr_cache.json"
     first, _, _ = _fit(tmp_path, cache)

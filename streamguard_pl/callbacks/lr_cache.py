@@ -1,5 +1,6 @@
-"""Lightning's LR finder, remembered: the same model, data, batch size and precision reuse the last
-suggestion instead of spending another sweep, and the per-group LR multipliers survive the search.
+"""Lightning's LR finder, remembered: the same model, data and data settings, effective batch (batch
+size, accumulation, devices), clipping and precision reuse the last suggestion instead of spending
+another sweep, and the per-group LR multipliers survive the search.
 
 Lightning's finder sweeps one LR across every param group and then writes that single LR into all
 groups; our modules build groups as `lr * lr_mult` in configure_optimizers, so after any suggestion
@@ -31,6 +32,10 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+
+#: datamodule settings that say where files are or how they are loaded, not what a batch holds
+#: (the data fingerprint covers the records themselves)
+_DATA_KEYS_WITHOUT_EFFECT = frozenset({"data_dir", "cache_dir", "output_dir", "num_workers", "eval_batch_size"})
 
 DEFAULT_CACHE_PATH = Path("~/.cache/streamguard_pl/lr_cache.json")
 CACHE_VERSION = 1
@@ -146,11 +151,19 @@ class CachedLRFinder(LearningRateFinder):
         if batch_size is None:
             batch_size = dict(pl_module.hparams).get("batch_size")
         cls = type(pl_module)
+        data_settings = {k: v for k, v in dict(getattr(datamodule, "hparams", None) or {}).items()
+                         if k not in _DATA_KEYS_WITHOUT_EFFECT}
         return safe_jsonify({
             "model": f"{cls.__module__}.{cls.__qualname__}",
             "hparams": hparams,
             "data_fingerprint": fingerprint,
+            # what a sweep step sees besides the records: truncation, sampler, graph settings ...
+            "data_settings": data_settings,
             "batch_size": batch_size,
+            # the sweep records one loss per optimizer step: the effective batch and the clipping count
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "world_size": trainer.world_size,
+            "gradient_clip": [trainer.gradient_clip_val, str(trainer.gradient_clip_algorithm)],
             "precision": str(trainer.precision),
             "finder": {"min_lr": self._min_lr, "max_lr": self._max_lr, "num_training_steps": self._num_training_steps,
                        "mode": self._mode, "early_stop_threshold": self._early_stop_threshold},

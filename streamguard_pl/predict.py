@@ -92,7 +92,7 @@ def records_from_input(path: Path) -> list[CodeRecord]:
     if not path.exists():
         raise InputNotFoundError(f"input not found: {path}")
     if path.suffix == ".jsonl":
-        return read_records([path], on_error="raise", dedupe=False, drop_conflicts=False)[0]
+        return read_records([path], on_error="raise", dedupe=False, drop_conflicts=False, labels_required=False)[0]
     records = []
     empty: list[Path] = []
     files = list(iter_source_files(path))

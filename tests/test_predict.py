@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,31 @@ def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], t
     assert [(Path(r["file"]).name, r["function"], int(r["start_line"])) for r in rows] == [
         ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
     assert all(r["label"] == "1" and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)  # threshold 0
+
+
+def test_a_run_with_a_named_tokenizer_scores_unlabelled_records_without_its_training_data(
+        tiny_corpus: Path, tmp_path: Path) -> None:
+    # Once, predict read and validated the whole train split just to load a tokenizer that needs none,
+    # and refused JSON Lines without a `target`, which scoring never reads.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+
+    def fit(run: Path, *extra: str) -> None:
+        assert main(["fit", "--config", str(CONF / "transformer.yaml"), "--trainer.default_root_dir", str(run),
+                     "--trainer.logger.init_args.save_dir", str(run), "--data.init_args.data_dir", str(data),
+                     *extra]) == 0
+
+    fit(tmp_path / "bpe")  # its trained BPE, saved in the run folder, is the named tokenizer below
+    fit(tmp_path / "run", "--data.init_args.tokenizer_name_or_path", str(tmp_path / "bpe" / "tokenizer"))
+    shutil.rmtree(data)
+    unlabelled = tmp_path / "new.jsonl"
+    unlabelled.write_text("".join(json.dumps({"id": f"n-{fn.name}", "func": fn.text}) + "\n"
+                                  for fn in split_functions(A_C, "c")))
+    out = tmp_path / "scores.jsonl"
+    assert main(["predict", "--ckpt", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "--input", str(unlabelled),
+                 "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["n-copy_name", "n-twice"] and all(0 <= r["probability"] <= 1 for r in rows)
+    unlabelled.write_text(json.dumps({"id": "bad", "func": "int f(void) { return 0; }", "target": 2}) + "\n")
+    with pytest.raises(RecordError, match=r"new\.jsonl:1: field 'target': must be 0 or 1"):
+        records_from_input(unlabelled)  # a label that is there must still be a label

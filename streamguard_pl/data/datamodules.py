@@ -440,7 +440,11 @@ class TokenDataModule(CodeDataModule):
 
     def load_saved_features(self, run_dir: Path) -> None:
         features = self.token_features
-        if features.tokenizer is None and features.tokenizer_name_or_path is None and (run_dir / "tokenizer").is_dir():
+        if features.tokenizer is not None:
+            return
+        if features.tokenizer_name_or_path is not None:  # a named tokenizer needs no training records
+            features.tokenizer = load_tokenizer(features.tokenizer_name_or_path)
+        elif (run_dir / "tokenizer").is_dir():
             features.tokenizer = load_tokenizer(str(run_dir / "tokenizer"))
 
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:

@@ -191,8 +191,13 @@ def _parse_target(value: Any) -> int | None:
     return None
 
 
-def record_from_dict(obj: Any, path: str | os.PathLike = "<dict>", line: int = 0) -> CodeRecord:
-    """Validate one decoded JSON value into a CodeRecord; RecordError names path, line and field."""
+def record_from_dict(obj: Any, path: str | os.PathLike = "<dict>", line: int = 0,
+                     labels_required: bool = True) -> CodeRecord:
+    """Validate one decoded JSON value into a CodeRecord; RecordError names path, line and field.
+
+    Without ``labels_required`` (records to score) a missing ``target`` reads as 0, which nothing
+    uses; one that is there must still be valid.
+    """
     if not isinstance(obj, dict):
         raise RecordError(path, line, None, f"not a JSON object: got {type(obj).__name__}")
     if "func" not in obj:
@@ -202,9 +207,9 @@ def record_from_dict(obj: Any, path: str | os.PathLike = "<dict>", line: int = 0
         raise RecordError(path, line, "func", f"must be a string, got {type(func).__name__}")
     if not func.strip():
         raise RecordError(path, line, "func", "is empty")
-    if "target" not in obj:
+    if "target" not in obj and labels_required:
         raise RecordError(path, line, "target", "missing (expected 0 or 1)")
-    target = _parse_target(obj["target"])
+    target = _parse_target(obj.get("target", 0))
     if target is None:
         raise RecordError(path, line, "target", f'must be 0 or 1 (int, "0"/"1" or true/false), got {obj["target"]!r}')
     rec_id = _parse_id(obj, path, line)
@@ -242,7 +247,7 @@ def _decode_line(raw: bytes, path: Path, line: int) -> Any:
 
 
 def iter_records(
-    paths: PathsLike, on_error: OnError = "raise", report: ReadReport | None = None
+    paths: PathsLike, on_error: OnError = "raise", report: ReadReport | None = None, labels_required: bool = True
 ) -> Iterator[CodeRecord]:
     """Stream validated records line by line; with ``on_error="skip"`` bad lines go to ``report``.
 
@@ -267,7 +272,7 @@ def iter_records(
                         continue
                     non_blank += 1
                     try:
-                        rec = record_from_dict(_decode_line(raw, path, lineno), path, lineno)
+                        rec = record_from_dict(_decode_line(raw, path, lineno), path, lineno, labels_required)
                         if rec.id in first_seen:
                             raise RecordError(path, lineno, "id", f"duplicate id {rec.id!r} (first at {first_seen[rec.id]})")
                     except RecordError as err:
@@ -302,6 +307,7 @@ def read_records(
     dedupe: bool = True,
     drop_conflicts: bool = True,
     limit: int | None = None,
+    labels_required: bool = True,
 ) -> tuple[list[CodeRecord], ReadReport]:
     """Read all records, then dedupe / drop conflicting texts; the report counts every removal.
 
@@ -311,7 +317,7 @@ def read_records(
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
     report = ReadReport()
     records: list[CodeRecord] = []
-    for rec in iter_records(paths, on_error=on_error, report=report):
+    for rec in iter_records(paths, on_error=on_error, report=report, labels_required=labels_required):
         records.append(rec)
         if limit is not None and len(records) >= limit:
             break

@@ -40,6 +40,17 @@ def test_ties_go_to_the_cut_closest_to_one_half_and_an_empty_split_is_refused() 
         best_accuracy_threshold(torch.tensor([]), torch.tensor([]))
 
 
+def test_predicting_none_stays_none_when_the_top_scores_are_saturated() -> None:
+    # softmax of a logit gap of 17 is exactly 1.0 in float32; once, the "predict none" cut was 1.0 too,
+    # claimed 0.8 accuracy on these five and flagged the four negatives (0.2).
+    probs = torch.softmax(torch.tensor([[0.0, 17.0]] * 4 + [[0.0, -1.4]]), dim=-1)[:, 1]
+    labels = torch.tensor([0, 0, 0, 0, 1])
+    assert probs[0].item() == 1.0
+    cut, accuracy = best_accuracy_threshold(probs, labels)
+    as_saved = torch.tensor(cut)  # the float32 buffer the cut lives in
+    assert accuracy == 0.8 and ((probs >= as_saved).long() == labels).sum().item() == 4
+
+
 def test_a_tuned_run_tests_and_predicts_at_the_cut_its_best_checkpoint_chose(
         tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
     dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=1024, output_dir=str(tmp_path / "run"))

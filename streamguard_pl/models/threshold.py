@@ -25,6 +25,11 @@ def best_accuracy_threshold(probs: torch.Tensor, labels: torch.Tensor) -> tuple[
     positives = int(labels.sum())
     correct = (tpr * positives + (1 - fpr) * (labels.numel() - positives)).round()
     cuts = (scores + torch.cat([scores[1:], scores.new_zeros(1)])) / 2
+    # "Predict none" must lie above the top score as the model's float32 probabilities compare: the
+    # leading ROC threshold is 1.0, so with a saturated score (softmax gives exactly 1.0 for a logit
+    # gap of ~17) the halfway cut would be 1.0 itself and still flag those examples.
+    above_top = torch.nextafter(scores[1].float(), torch.tensor(float("inf"))).double()
+    cuts[0] = torch.maximum(cuts[0].float().double(), above_top)
     candidates = (correct == correct.max()).nonzero().flatten()
     pick = candidates[torch.argmin((cuts[candidates] - 0.5).abs())]
     return float(cuts[pick]), float(correct[pick]) / labels.numel()

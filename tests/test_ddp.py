@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +43,12 @@ def test_ddp_cpu_two_processes_write_each_file_once(model: str, tmp_path: Path) 
     assert 0.0 <= cut <= 1.0 and cut != 0.5 and ckpt["hyper_parameters"]["tune_threshold"] is True
     events = list(run_dir.rglob("events.out.tfevents.*"))
     assert len(events) == 1, events  # one TensorBoard writer: rank zero
+    # rank zero draws the PR curve over both ranks' val shards (once it drew its own half only)
+    accumulator = EventAccumulator(str(events[0]), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    counts = tensor_util.make_ndarray(accumulator.Tensors("val/pr_curve")[-1].tensor_proto)
+    seen, n_val = int(counts[0, 0] + counts[1, 0]), meta["data"]["split_sizes"]["val"]  # TP + FP at cut 0
+    assert seen in (n_val, 2 * math.ceil(n_val / 2)), (seen, n_val)  # the sampler may repeat one to even the shards
     # Each rank-zero artefact exists exactly once anywhere under the run (no per-rank copies).
     for name in ("training_metadata.json", "collapse_report.json", "gradient_stats.json"):
         assert len(list(tmp_path.rglob(name))) == 1, name

@@ -10,6 +10,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import BinaryConfusionMatrix
 
+from ..distributed import gather_uneven
+
 HP_PREFIX = "hp/"
 FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accuracy", "test/auroc")
 
@@ -48,6 +50,15 @@ class TensorBoardExtras(Callback):
             self._probs.append(outputs["probs"].detach().float().cpu())
             self._labels.append(outputs["labels"].detach().cpu())
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank takes part in the gather; rank zero then draws the whole val split, as the
+        # metrics and the tuned cut see it, not its own shard.
+        if trainer.world_size > 1:  # on every rank, also one without a batch, or the gather waits forever
+            probs = torch.cat(self._probs) if self._probs else torch.empty(0)
+            labels = torch.cat(self._labels) if self._labels else torch.empty(0, dtype=torch.long)
+            probs, labels = gather_uneven(pl_module, probs).float().cpu(), gather_uneven(pl_module, labels).cpu()
+            self._probs, self._labels = ([probs], [labels]) if probs.numel() else ([], [])
+
     def cut(self, pl_module: L.LightningModule) -> float:
         if self.threshold is not None:
             return self.threshold
@@ -63,7 +74,6 @@ class TensorBoardExtras(Callback):
         step = trainer.global_step
         tb.add_pr_curve("val/pr_curve", labels, probs, global_step=step)
         self.last_cut = self.cut(pl_module)
-        # rank zero alone: no all_gather
         cm = BinaryConfusionMatrix(threshold=self.last_cut, sync_on_compute=False)
         cm.update(probs, labels)
         self.last_confusion = cm.compute().cpu()

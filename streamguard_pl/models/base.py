@@ -23,6 +23,7 @@ from torchmetrics.classification import (
 )
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from ..distributed import gather_uneven
 from .compat import check_restored
 from .losses import build_loss
 from .threshold import best_accuracy_threshold
@@ -167,12 +168,15 @@ class VulnerabilityClassifier(L.LightningModule):
         self._val_probs, self._val_labels = [], []
 
     def on_validation_epoch_end(self) -> None:
-        if not self.hparams.get("tune_threshold") or not self._val_probs:
+        if not self.hparams.get("tune_threshold"):
             return
-        probs, labels = torch.cat(self._val_probs), torch.cat(self._val_labels)
-        if self.trainer.world_size > 1:  # every rank must choose the same cut from the whole val split
-            probs, labels = self.all_gather(probs).flatten(), self.all_gather(labels).flatten()
+        probs = torch.cat(self._val_probs) if self._val_probs else self.decision_threshold.new_empty(0)
+        labels = torch.cat(self._val_labels) if self._val_labels else torch.empty(0, dtype=torch.long, device=probs.device)
+        # every rank must choose the same cut from the whole val split (and join the gather without a batch)
+        probs, labels = gather_uneven(self, probs), gather_uneven(self, labels)
         self._val_probs, self._val_labels = [], []
+        if not probs.numel():
+            return
         cut, accuracy = best_accuracy_threshold(probs, labels)
         if not self.trainer.sanity_checking:
             self.decision_threshold.fill_(cut)

@@ -199,6 +199,69 @@ def test_dfg_def_reaches_later_uses_only():
     assert (param_v, init_v) in dfg and (inner_v, init_v) not in dfg  # a declarator counts after its initialiser
 
 
+REACH = """int r(const char *src, char *buf, int n)
+{
+    int len = 0;
+    while (src[len]) {
+        buf[len] = src[len];
+        len++;
+    }
+    int ret = 0;
+    if (n < 0) {
+        ret = -1;
+        goto fail;
+    }
+    use(ret);
+    if (n) ret = 2; else ret = 3;
+    use(ret);
+    st->buf[n] = 1;
+    st->cnt++;
+fail:
+    return ret + len + st->cnt;
+}
+"""
+
+
+def test_dfg_definitions_reach_along_the_control_flow():
+    # Once the last definition in source order alone reached: no loop-carried edges, one branch's
+    # value only, and a value set on an error path reached the normal path's use.
+    g = Graph(REACH)
+    dfg = g.edges("dfg")
+    ident = [i for i, (t, s) in enumerate(g.nodes) if t == "identifier"]
+
+    def at(name: str, nth: int) -> int:
+        return [i for i in ident if g.nodes[i][1] == name][nth]
+
+    len_init, len_inc = at("len", 0), at("len", 4)              # int len = 0; ... len++;
+    assert (len_init, at("len", 1)) in dfg                       # -> while (src[len])
+    assert (len_inc, at("len", 1)) in dfg                        # the next iteration's condition
+    assert (len_inc, at("len", 2)) in dfg and (len_init, at("len", 2)) in dfg  # buf[len] = ...
+    assert {(len_init, at("len", 5)), (len_inc, at("len", 5))} <= dfg  # zero or more iterations reach the return
+    ret_init, ret_err, ret_2, ret_3 = at("ret", 0), at("ret", 1), at("ret", 3), at("ret", 4)
+    first_use, second_use, returned = at("ret", 2), at("ret", 5), at("ret", 6)
+    assert (ret_init, first_use) in dfg and (ret_err, first_use) not in dfg  # the error path jumped away
+    assert {(ret_2, second_use), (ret_3, second_use)} <= dfg and (ret_init, second_use) not in dfg
+    assert {(ret_err, returned), (ret_2, returned), (ret_3, returned)} <= dfg and (ret_init, returned) not in dfg
+    param_src = at("src", 0)
+    assert (param_src, at("src", 1)) in dfg and (param_src, at("src", 2)) in dfg  # parameters are definitions
+    st_write, st_inc, st_read = at("st", 0), at("st", 1), at("st", 2)
+    assert (st_write, st_inc) in dfg                             # st->buf[n] = 1 writes through st
+    assert (st_inc, st_read) in dfg and (st_write, st_read) not in dfg  # st->cnt++ too, and it kills the write
+    pairs = list(zip(*g.data.edge_index.tolist(), g.data.edge_type.tolist()))
+    assert len(set(pairs)) == len(pairs)                         # no edge twice within a family
+
+
+def test_cfg_break_outside_a_known_loop_goes_on_and_empty_branches_give_one_edge():
+    g = Graph("void m(int n) { FOREACH(x, list) { n++; if (n > 3) break; } use(n); if (n) {} else {} done(); }")
+    cfg = g.edges("cfg")
+    brk, after = g.find("break_statement"), g.find("expression_statement", "use(n);")
+    assert (brk, after) in cfg                                   # a macro loop's break: not a dead end
+    cond = g.find("parenthesized_expression", "(n)")
+    done = g.find("expression_statement", "done();")
+    edges = g.data.edge_index[:, g.data.edge_type == g.config.edge_type_names.index("cfg")].t().tolist()
+    assert edges.count([cond, done]) == 1
+
+
 def test_ncs_chains_leaves_in_source_order_and_ast_is_a_tree():
     src = "int f(int a) { return a + 1; }"
     g = Graph(src)

@@ -28,13 +28,20 @@ Edges (directed; ids are positions in the config's canonical edge_types, reverse
        after loop/switch, continue -> loop cond (or update), return/throw -> the function node
        (the exit; falling off the end also goes there), goto -> labeled statement, try -> body
        and each catch body. ``#if``/``#ifdef`` inside a body branch like an ``if``.
-  dfg  identifier that defines a variable -> later identifiers that read it. Definitions:
-       declarators (with or without initialiser), parameters, range-for variables, assignment
-       targets (``x = ``, ``x += `` which also reads x; ``a[i] =``, ``*p =``, ``s.f =`` define and
-       read the base name), ``++``/``--``. A definition takes effect after its whole assignment /
-       init-declarator, so ``x = x + 1`` reads the previous x. Last definition in source order
-       reaches (no scopes, no path sensitivity: after if/else only the else-branch definition
-       reaches), which is what Devign-style "last write" edges approximate as well.
+       A ``break`` / ``continue`` outside any loop the parser saw (a macro loop such as
+       ``QTAILQ_FOREACH(...) { ... }``) falls through to the next statement.
+  dfg  identifier that defines a variable -> the identifiers that read it and that the definition
+       reaches. Definitions: declarators (with or without initialiser), parameters, range-for
+       variables, assignment targets (``x = ``; ``x += `` also reads x; writes through a name,
+       ``a[i] =``, ``*p =``, ``s->f =``, ``s->buf[i] =``, ``(*p) =``, define and read the base
+       name), ``++``/``--`` (also ``s->n++``). A definition takes effect after its whole assignment
+       / init-declarator, so ``x = x + 1`` reads the previous x. Reaching definitions over the CFG
+       above: a use reads every definition of its name with a path to it that no other definition
+       of the name cuts (both branches' values after an if/else, the loop's own update in the
+       next iteration's condition and body, nothing from a branch that left by ``goto`` /
+       ``return``); parameters are defined before the first statement. Names have no scopes (a
+       shadowing inner variable is the same name), and a loop's update reaching its own read
+       gives a self loop (``i++`` -> ``i++``).
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ __all__ = [
 ]
 
 # Bump when the graphs produced for the same input change: it is part of every cache key.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: reaching-definition data flow
 EDGE_TYPES: tuple[str, ...] = ("ast", "ncs", "cfg", "dfg")
 # `token_buckets` that makes a leaf's token id its text's crc32 + 2 (no modulo): what a fitted
 # vocabulary (data/vocab.py) maps to dense ids.
@@ -363,48 +370,106 @@ def _subtoken_columns(w: _Walk, n: int, k: int, buckets: int) -> np.ndarray:
     return cols
 
 
-def _dfg(w: _Walk) -> tuple[list[int], list[int]]:
-    """Last-definition-reaches def -> use edges over identifiers in source order (see module doc)."""
-    types, fields, parents, last = w.types, w.fields, w.parents, w.last
-    src: list[int] = []
-    dst: list[int] = []
-    defs: dict[bytes, int] = {}
-    pending: list[tuple[int, int, bytes]] = []   # (takes effect after this id, def node, name)
+_PARENS = _T("parenthesized_expression")
 
+
+def _lvalue_scope(i: int, w: _Walk) -> int:
+    """The assignment or ++/-- that writes through identifier i (``x =``, ``s->buf[i] =``,
+    ``*(p) =``, ``s->n++``: the base name of the written object), else -1."""
+    types, fields, parents = w.types, w.fields, w.parents
+    q = i
+    while True:
+        p = parents[q]
+        if p < 0:
+            return -1
+        pt = types[p]
+        if pt == T_ASSIGN:
+            return p if fields[q] == F_LEFT else -1
+        if pt == T_UPDATE:
+            return p
+        if not ((pt in _LVALUE_BASES and fields[q] == F_ARG) or pt == _PARENS):
+            return -1
+        q = p
+
+
+def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
+    """Reaching definitions over the statement-level CFG: def -> every use it can reach (module doc)."""
+    types, fields, parents, last = w.types, w.fields, w.parents, w.last
+    nodes = set(flow.src) | set(flow.dst) | set(flow.entries.values())
+    succ: dict[int, list[int]] = {}
+    for a, b in zip(flow.src, flow.dst):
+        succ.setdefault(a, []).append(b)
+    for f, entry in flow.entries.items():  # parameters are defined at a virtual node before the body
+        succ.setdefault(-2 - f, []).extend([entry] if entry >= 0 else [])
+    # events[node]: (position, 0 = use / 1 = def, identifier, name), in the order they happen
+    events: dict[int, list[tuple[int, int, int, bytes]]] = {}
+    owner_of: dict[int, int] = {}
     for i, name in w.idents:
-        if pending and pending[0][0] < i:
-            pending.sort()
-            while pending and pending[0][0] < i:
-                _, node, nm = pending.pop(0)
-                defs[nm] = node
+        q, path = i, []
+        while q >= 0 and q not in nodes and q not in owner_of:
+            path.append(q)
+            q = parents[q]
+        owner = owner_of.get(q, q) if q >= 0 else -1
+        for p in path:
+            owner_of[p] = owner
+        if owner >= 0 and types[owner] == T_FUNC and i < flow.body_of.get(owner, i + 1):
+            owner = -2 - owner  # in the function's declarator: a parameter (or the function's name)
         p = parents[i]
         pt = types[p]
-        f = fields[i]
-        if pt in _DECL_PARENTS and (f == F_DECL or pt == T_REF_DECL):
+        evs = events.setdefault(owner, [])
+        if pt in _DECL_PARENTS and (fields[i] == F_DECL or pt == T_REF_DECL):
             q = p
             while types[q] in _DECL_CHAIN and types[q] != T_INIT_DECL:
                 q = parents[q]
-            if types[q] == T_INIT_DECL:
-                pending.append((last[q], i, name))
-            else:
-                defs[name] = i
+            evs.append((last[q] if types[q] == T_INIT_DECL else i, 1, i, name))
             continue
-        reads = True
-        scope = -1
-        if pt == T_ASSIGN and f == F_LEFT:
-            reads = w.assign_op.get(p) != b"="
-            scope = p
-        elif pt == T_UPDATE:
-            scope = p
-        elif f == F_ARG and pt in _LVALUE_BASES and fields[p] == F_LEFT and types[parents[p]] == T_ASSIGN:
-            scope = parents[p]
-        if reads:
-            d = defs.get(name)
-            if d is not None:
-                src.append(d)
-                dst.append(i)
+        scope = _lvalue_scope(i, w)
+        if scope < 0 or not (types[scope] == T_ASSIGN and w.assign_op.get(scope) == b"=" and
+                             fields[i] == F_LEFT and parents[i] == scope):
+            evs.append((i, 0, i, name))  # a read (compound assignments, ++ and writes through x read x too)
         if scope >= 0:
-            pending.append((last[scope], i, name))
+            evs.append((last[scope], 1, i, name))
+    gen: dict[int, dict[bytes, int]] = {}
+    for node, evs in events.items():
+        evs.sort()
+        gen[node] = {name: i for _, kind, i, name in evs if kind == 1}
+    # Iterate to the fixed point: what reaches a node is the union of what leaves its predecessors.
+    reach_in: dict[int, dict[bytes, frozenset[int]]] = {}
+    order = sorted(set(succ) | set(events))
+    work = list(reversed(order))
+    queued = set(order)
+    while work:
+        node = work.pop()
+        queued.discard(node)
+        out = dict(reach_in.get(node, {}))
+        for name, d in gen.get(node, {}).items():
+            out[name] = frozenset((d,))
+        for nxt in succ.get(node, ()):
+            cur = reach_in.setdefault(nxt, {})
+            changed = False
+            for name, defs in out.items():
+                old = cur.get(name)
+                if old is None or not defs <= old:
+                    cur[name] = defs if old is None else old | defs
+                    changed = True
+            if changed and nxt not in queued:
+                queued.add(nxt)
+                work.append(nxt)
+    src: list[int] = []
+    dst: list[int] = []
+    for node, evs in events.items():
+        local: dict[bytes, int] = {}
+        incoming = reach_in.get(node, {})
+        for _, kind, i, name in evs:
+            if kind == 1:
+                local[name] = i
+            elif name in local:
+                src.append(local[name])
+                dst.append(i)
+            else:
+                for d in sorted(incoming.get(name, ())):
+                    src.append(d)
+                    dst.append(i)
     return src, dst
 
 
@@ -420,6 +485,8 @@ class _CFG:
         self.cont = -1
         self.gotos: list[tuple[int, bytes]] = []
         self.label_at: dict[bytes, int] = {}
+        self.entries: dict[int, int] = {}   # exit (function) node -> its first statement (-1: none)
+        self.body_of: dict[int, int] = {}   # function node -> its body's id (what comes before is its declarator)
 
     def run(self) -> tuple[list[int], list[int]]:
         w = self.w
@@ -427,6 +494,7 @@ class _CFG:
             for f in w.funcs:
                 body = self.child(f, F_BODY)
                 if body >= 0:
+                    self.body_of[f] = body
                     self.function(f, [body])
         elif w.types and 0 in w.kids:
             self.function(0, w.kids[0])
@@ -434,7 +502,8 @@ class _CFG:
 
     def function(self, exit_node: int, items: list[int]) -> None:
         self.exit, self.brk, self.cont, self.gotos, self.label_at = exit_node, None, -1, [], {}
-        _entry, exits = self.seq(items)
+        entry, exits = self.seq(items)
+        self.entries[exit_node] = entry
         self.link(exits, exit_node)
         for node, name in self.gotos:
             target = self.label_at.get(name)
@@ -524,7 +593,7 @@ class _CFG:
             inner = self.body_items(alt)
             alt = inner[0] if inner else -1
         self.branch(cond, alt, exits)
-        return cond, exits
+        return cond, list(dict.fromkeys(exits))  # two empty branches: one edge on, not two
 
     def s_while_statement(self, i: int) -> tuple[int, list[int]]:
         cond = self.child(i, F_COND)
@@ -614,13 +683,15 @@ class _CFG:
         return i, []
 
     def s_break_statement(self, i: int) -> tuple[int, list[int]]:
-        if self.brk is not None:
-            self.brk.append(i)
+        if self.brk is None:  # in a loop the parser did not see (a macro like QTAILQ_FOREACH): go on
+            return i, [i]
+        self.brk.append(i)
         return i, []
 
     def s_continue_statement(self, i: int) -> tuple[int, list[int]]:
-        if self.cont >= 0:
-            self.edge(i, self.cont)
+        if self.cont < 0:
+            return i, [i]
+        self.edge(i, self.cont)
         return i, []
 
     def s_try_statement(self, i: int) -> tuple[int, list[int]]:
@@ -722,16 +793,18 @@ class GraphBuilder:
             srcs += lv[:-1]
             dsts += lv[1:]
             etypes += [fam["ncs"]] * max(len(lv) - 1, 0)
-        if "cfg" in fam:
+        if "cfg" in fam or "dfg" in fam:  # data flow follows the control flow
+            flow = _CFG(w)
             try:
-                s, d = _CFG(w).run()
+                flow.run()
             except RecursionError:
                 raise GraphBuildError("statements nested too deeply for the CFG pass") from None
-            srcs += s
-            dsts += d
-            etypes += [fam["cfg"]] * len(s)
+        if "cfg" in fam:
+            srcs += flow.src
+            dsts += flow.dst
+            etypes += [fam["cfg"]] * len(flow.src)
         if "dfg" in fam:
-            s, d = _dfg(w)
+            s, d = _dfg(w, flow)
             srcs += s
             dsts += d
             etypes += [fam["dfg"]] * len(s)

@@ -429,37 +429,43 @@ def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
             evs.append((i, 0, i, name))  # a read (compound assignments, ++ and writes through x read x too)
         if scope >= 0:
             evs.append((last[scope], 1, i, name))
-    gen: dict[int, dict[bytes, int]] = {}
+    # Bit k stands for the k-th definition; what reaches a node is one int (a bitset).
+    def_ids: list[int] = []
+    name_mask: dict[bytes, int] = {}
+    gen: dict[int, int] = {}
+    kill: dict[int, int] = {}
     for node, evs in events.items():
         evs.sort()
-        gen[node] = {name: i for _, kind, i, name in evs if kind == 1}
+        last_def: dict[bytes, int] = {}
+        for _, kind, i, name in evs:
+            if kind == 1:
+                bit = 1 << len(def_ids)
+                def_ids.append(i)
+                name_mask[name] = name_mask.get(name, 0) | bit
+                last_def[name] = bit
+        gen[node] = sum(last_def.values())
+        kill[node] = tuple(last_def)  # names; their masks are complete only after this loop
+    kill = {node: sum(name_mask[n] for n in names) for node, names in kill.items()}
     # Iterate to the fixed point: what reaches a node is the union of what leaves its predecessors.
-    reach_in: dict[int, dict[bytes, frozenset[int]]] = {}
-    order = sorted(set(succ) | set(events))
-    work = list(reversed(order))
-    queued = set(order)
+    reach_in: dict[int, int] = {}
+    work = sorted(set(succ) | set(events), reverse=True)
+    queued = set(work)
     while work:
         node = work.pop()
         queued.discard(node)
-        out = dict(reach_in.get(node, {}))
-        for name, d in gen.get(node, {}).items():
-            out[name] = frozenset((d,))
+        out = gen.get(node, 0) | (reach_in.get(node, 0) & ~kill.get(node, 0))
         for nxt in succ.get(node, ()):
-            cur = reach_in.setdefault(nxt, {})
-            changed = False
-            for name, defs in out.items():
-                old = cur.get(name)
-                if old is None or not defs <= old:
-                    cur[name] = defs if old is None else old | defs
-                    changed = True
-            if changed and nxt not in queued:
-                queued.add(nxt)
-                work.append(nxt)
+            old = reach_in.get(nxt, 0)
+            if out & ~old:
+                reach_in[nxt] = old | out
+                if nxt not in queued:
+                    queued.add(nxt)
+                    work.append(nxt)
     src: list[int] = []
     dst: list[int] = []
     for node, evs in events.items():
         local: dict[bytes, int] = {}
-        incoming = reach_in.get(node, {})
+        incoming = reach_in.get(node, 0)
         for _, kind, i, name in evs:
             if kind == 1:
                 local[name] = i
@@ -467,7 +473,13 @@ def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
                 src.append(local[name])
                 dst.append(i)
             else:
-                for d in sorted(incoming.get(name, ())):
+                bits = incoming & name_mask.get(name, 0)
+                reaching = []
+                while bits:
+                    low = bits & -bits
+                    reaching.append(def_ids[low.bit_length() - 1])
+                    bits ^= low
+                for d in sorted(reaching):  # by node id: the same edge order however bits were numbered
                     src.append(d)
                     dst.append(i)
     return src, dst

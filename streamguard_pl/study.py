@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import shutil
+import socket
 import statistics
 import time
 import warnings
@@ -120,6 +122,10 @@ def set_aside_earlier_attempt(spec: RunSpec) -> Path | None:
     """
     if not spec.run_dir.is_dir() or not any(spec.run_dir.iterdir()):
         return None
+    owner = _running_owner(spec.run_dir)
+    if owner is not None:
+        raise OptionError(f"{spec.run_dir} is being trained now by another study process ({owner}): wait for it, "
+                          f"or give another --output-dir or seed")
     model_dir = _study_root(spec.run_dir, spec.fold) / spec.model
     aside = model_dir / "previous_attempts" / spec.run_dir.relative_to(model_dir)
     if aside.exists():
@@ -129,12 +135,44 @@ def set_aside_earlier_attempt(spec: RunSpec) -> Path | None:
     return aside
 
 
+#: Written into a run folder while a study process trains it: a second process on the same seed must
+#: not move a live run aside (a killed run leaves the file, but its process is gone).
+RUNNING_MARK = ".study_running.json"
+
+
+def _running_owner(run_dir: Path) -> str | None:
+    """'pid N on HOST' of a live study process training run_dir on this machine, else None."""
+    try:
+        mark = read_json(run_dir / RUNNING_MARK)
+        pid, host = int(mark["pid"]), str(mark["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname() or pid == os.getpid():
+        return None  # another machine's process cannot be asked; this process is not a rival
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, under another user
+    return f"pid {pid} on {host}"
+
+
 def execute_run(spec: RunSpec, data_dir: str | None = None, folds: int | None = None,
                 overrides: Sequence[str] = ()) -> dict[str, Any]:
     """fit, then test the best checkpoint; writes run_result.json (status + test metrics)."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    mark = spec.run_dir / RUNNING_MARK
+    atomic_write_json(mark, {"pid": os.getpid(), "host": socket.gethostname()})
+    try:
+        return _fit_and_test(spec, data_dir, folds, overrides)
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> dict[str, Any]:
     from .cli import build_cli
 
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     args = _cli_args(spec, data_dir, folds, overrides)
     cli = build_cli(args)

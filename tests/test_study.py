@@ -55,6 +55,7 @@ def test_every_run_has_its_outputs(study: tuple[Path, str], tiny_corpus: Path) -
         for seed in SEEDS:
             run = out / model / f"seed_{seed}"
             assert (run / "checkpoints" / "best.ckpt").is_file(), run
+            assert not (run / ".study_running.json").exists()  # only while a process trains it
             assert list(run.glob("events.out.tfevents.*")), run
             meta = _json(run / "training_metadata.json")
             assert meta["status"] == "completed" and meta["seed"] == seed
@@ -258,3 +259,27 @@ def test_the_summary_names_runs_made_in_other_ways(tmp_path: Path) -> None:
                                          r"--model.init_args.num_layers 4 config sha256 aaaaaaaaaaaa\)"):
         summary = summarise(tmp_path)
     assert summary["models"]["gnn"]["n_runs"] == 4
+
+
+def test_a_run_another_study_process_is_training_is_not_moved_aside(tmp_path: Path) -> None:
+    # Two processes started on one seed: the second must not move the first's live run folder away.
+    import socket
+    import subprocess
+    import sys
+
+    from streamguard_pl.errors import OptionError
+    from streamguard_pl.study import RUNNING_MARK, RunSpec, set_aside_earlier_attempt
+
+    spec = RunSpec("gnn", 3, None, tmp_path / "gnn.yaml", tmp_path / "out" / "gnn" / "seed_3")
+    spec.run_dir.mkdir(parents=True)
+    rival = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (spec.run_dir / RUNNING_MARK).write_text(json.dumps({"pid": rival.pid, "host": socket.gethostname()}))
+        with pytest.raises(OptionError, match=rf"seed_3 is being trained now by another study process \(pid {rival.pid} "):
+            set_aside_earlier_attempt(spec)
+        assert (spec.run_dir / RUNNING_MARK).is_file()
+    finally:
+        rival.kill()
+        rival.wait()
+    aside = set_aside_earlier_attempt(spec)  # the process is gone: a killed run, moved aside
+    assert aside == tmp_path / "out" / "gnn" / "previous_attempts" / "seed_3" and not spec.run_dir.exists()

@@ -392,7 +392,7 @@ def _lvalue_scope(i: int, w: _Walk) -> int:
         q = p
 
 
-def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
+def _dfg(w: _Walk, flow: _CFG) -> tuple[list[int], list[int]]:
     """Reaching definitions over the statement-level CFG: def -> every use it can reach (module doc)."""
     types, fields, parents, last = w.types, w.fields, w.parents, w.last
     nodes = set(flow.src) | set(flow.dst) | set(flow.entries.values())
@@ -433,7 +433,7 @@ def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
     def_ids: list[int] = []
     name_mask: dict[bytes, int] = {}
     gen: dict[int, int] = {}
-    kill: dict[int, int] = {}
+    defined: dict[int, tuple[bytes, ...]] = {}
     for node, evs in events.items():
         evs.sort()
         last_def: dict[bytes, int] = {}
@@ -444,8 +444,9 @@ def _dfg(w: _Walk, flow: "_CFG") -> tuple[list[int], list[int]]:
                 name_mask[name] = name_mask.get(name, 0) | bit
                 last_def[name] = bit
         gen[node] = sum(last_def.values())
-        kill[node] = tuple(last_def)  # names; their masks are complete only after this loop
-    kill = {node: sum(name_mask[n] for n in names) for node, names in kill.items()}
+        defined[node] = tuple(last_def)
+    # a node kills every definition of a name it defines (the masks are complete only now)
+    kill = {node: sum(name_mask[n] for n in names) for node, names in defined.items()}
     # Iterate to the fixed point: what reaches a node is the union of what leaves its predecessors.
     reach_in: dict[int, int] = {}
     work = sorted(set(succ) | set(events), reverse=True)

@@ -114,6 +114,34 @@ def stale_parts(spec: RunSpec) -> list[str]:
             if run_is_complete(part_dir) and (part_dir / RUN_RESULT).stat().st_mtime_ns > made]
 
 
+def _code_inputs(datamodule: Any) -> dict[str, str]:
+    """Versions of the code that made the run's inputs: the graph builder, the embedded corpus's generator."""
+    from .data.datamodules import _synthetic_version
+    from .data.graphs import builder_identity
+
+    made_by = {}
+    if getattr(datamodule, "graph_config", None) is not None:
+        made_by["graph builder"] = builder_identity()
+    if getattr(getattr(datamodule, "hparams", None), "data_dir", "") is None:
+        made_by["synthetic corpus generator"] = _synthetic_version()
+    return made_by
+
+
+def outdated_inputs(spec: RunSpec) -> list[str]:
+    """What of a completed run's inputs this code would make otherwise: the run is redone.
+
+    The run identity (command line, config text) does not see a code update that changes the graphs
+    or the generated corpus; reused, such a run would report figures the current code does not give.
+    """
+    from .data.datamodules import _synthetic_version
+    from .data.graphs import builder_identity
+
+    saved = read_json(spec.run_dir / RUN_RESULT).get("code_inputs") or {}
+    now = {"graph builder": builder_identity(), "synthetic corpus generator": _synthetic_version()}
+    return [f"its {name} was {old}, now {now[name]}" for name, old in saved.items()
+            if name in now and now[name] != old]
+
+
 def set_aside_earlier_attempt(spec: RunSpec) -> Path | None:
     """Moves what an earlier, unfinished or redone, attempt left in the run folder out of the way.
 
@@ -176,7 +204,7 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
     started = time.time()
     args = _cli_args(spec, data_dir, folds, overrides)
     cli = build_cli(args)
-    cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_check=True)
+    cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_validation=True)
     cli.share_config("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     ckpt = cli.trainer.checkpoint_callback
@@ -194,6 +222,7 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
         "epochs": cli.trainer.current_epoch, "wall_time_s": round(time.time() - started, 1),
         # The cut the test metrics were taken at: the tested checkpoint's (val-tuned under tune_threshold).
         "decision_threshold": _decision_threshold(cli.model),
+        "code_inputs": _code_inputs(cli.datamodule),
         **_identity(spec, args),
     }
     atomic_write_json(spec.run_dir / RUN_RESULT, result)
@@ -353,11 +382,14 @@ def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, out
         tag = f"{spec.model} seed={spec.seed}" + (f" fold={spec.fold}" if spec.fold is not None else "")
         if run_is_complete(spec.run_dir):
             check_reusable(spec, data_dir, folds, overrides)
+            reasons = outdated_inputs(spec)
             stale = stale_parts(spec)
-            if not stale:
+            if stale:
+                reasons.append(f"its {' and '.join(stale)} run was retrained since")
+            if not reasons:
                 print(f"[study] skip {tag}: already completed ({spec.run_dir / RUN_RESULT})", flush=True)
                 continue
-            print(f"[study] redo {tag}: its {' and '.join(stale)} run was retrained since", flush=True)
+            print(f"[study] redo {tag}: {'; '.join(reasons)}", flush=True)
         aside = set_aside_earlier_attempt(spec)
         if aside is not None:
             print(f"[study] {tag}: an earlier attempt's files moved to {aside}", flush=True)

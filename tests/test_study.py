@@ -237,6 +237,39 @@ def test_a_redone_part_run_starts_clean_and_its_fusion_run_is_redone(study: tupl
     assert _json(out / "production_summary.json")["models"]["gnn"]["n_runs"] == len(SEEDS)
 
 
+def test_a_run_whose_graphs_another_builder_made_is_redone(study: tuple[Path, str], tiny_corpus: Path,
+                                                            tmp_path: Path) -> None:
+    # The run identity is the command line and config text: after a graph builder update, `make demo`
+    # once reprinted the old builder's figures in a second.
+    from streamguard_pl.data.graphs import builder_identity
+
+    made = {m: _json(study[0] / m / "seed_1" / "run_result.json")["code_inputs"] for m in MODELS}
+    assert made == {"transformer": {}, "gnn": {"graph builder": builder_identity()},
+                    "fusion": {"graph builder": builder_identity()}}
+    out = tmp_path / "out"
+    shutil.copytree(study[0], out)
+    result = out / "gnn" / "seed_1" / "run_result.json"
+    result.write_text(json.dumps({**_json(result), "code_inputs": {"graph builder": "1-0123456789ab"}}))
+    printed = _run(["study", "--models", *MODELS, "--seeds", "1", "--config-dir", str(CONF),
+                    "--output-dir", str(out), "--data-dir", str(tiny_corpus),
+                    "--", "--model.init_args.tune_threshold", "true"])
+    assert "[study] skip transformer seed=1: already completed" in printed
+    assert f"[study] redo gnn seed=1: its graph builder was 1-0123456789ab, now {builder_identity()}" in printed
+    assert "[study] redo fusion seed=1: its gnn run was retrained since" in printed
+    assert _json(result)["code_inputs"] == {"graph builder": builder_identity()}
+
+
+def test_a_run_on_the_embedded_corpus_records_its_generator() -> None:
+    from streamguard_pl.data import GraphDataModule, TokenDataModule
+    from streamguard_pl.data.datamodules import _synthetic_version
+    from streamguard_pl.data.graphs import builder_identity
+    from streamguard_pl.study import _code_inputs
+
+    assert _code_inputs(TokenDataModule(data_dir=None)) == {"synthetic corpus generator": _synthetic_version()}
+    assert _code_inputs(GraphDataModule(data_dir=None)) == {"graph builder": builder_identity(),
+                                                            "synthetic corpus generator": _synthetic_version()}
+
+
 def test_the_summary_names_runs_made_in_other_ways(tmp_path: Path) -> None:
     from streamguard_pl.study import RUN_RESULT, summarise
 

@@ -81,6 +81,7 @@ __all__ = [
     "GraphBuilder",
     "GraphBuildStats",
     "build_graphs",
+    "builder_identity",
     "load_pt_graphs",
     "graph_statistics",
     "subwords",
@@ -246,13 +247,23 @@ class GraphConfig:
         config = asdict(self)
         if not self.subtokens:  # caches built before sub-tokens existed stay valid
             del config["subtokens"]
-        payload = {
-            "builder_version": BUILDER_VERSION,
-            "config": config,
-            "node_types": hashlib.sha256("\n".join(NODE_TYPES).encode()).hexdigest(),
-            "grammars": _GRAMMAR_VERSIONS,
-        }
+        payload = {"config": config, **_builder_payload()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _builder_payload() -> dict[str, Any]:
+    return {
+        "builder_version": BUILDER_VERSION,
+        "node_types": hashlib.sha256("\n".join(NODE_TYPES).encode()).hexdigest(),
+        "grammars": _GRAMMAR_VERSIONS,
+    }
+
+
+def builder_identity() -> str:
+    """What, besides a GraphConfig, decides a text's graph (builder version, node types, grammars): a
+    study redoes a completed run whose graphs another builder made."""
+    digest = hashlib.sha256(json.dumps(_builder_payload(), sort_keys=True).encode()).hexdigest()
+    return f"{BUILDER_VERSION}-{digest[:12]}"
 
 
 def _normalize_lang(lang: str | None) -> str | None:

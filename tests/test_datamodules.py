@@ -119,6 +119,22 @@ def test_cross_split_duplicates_are_dropped_and_counted(tmp_path: Path) -> None:
     assert dm.data_summary()["cross_split_duplicates"] == 2
 
 
+def test_test_records_repeating_val_are_named_so_and_dedupe_false_still_counts_them(tmp_path: Path) -> None:
+    recs = write_corpus(tmp_path, 10, 10)
+    write_records_jsonl(recs[:14], tmp_path / "train.jsonl")
+    write_records_jsonl(recs[14:17], tmp_path / "valid.jsonl")
+    # test: one function of val, one of train, one new
+    write_records_jsonl([dict(recs[15], id="t-val"), dict(recs[3], id="t-train"), recs[19]], tmp_path / "test.jsonl")
+    dm = CodeDataModule(data_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match=r"dropped 2 test records whose text also appears in train \(1\) or val \(1\)"):
+        assert ids(dm.load_records()["test"]) == {recs[19]["id"]}
+    # dedupe: false keeps them, but a test scored on training functions is never silent
+    dm = CodeDataModule(data_dir=str(tmp_path), dedupe=False)
+    with pytest.warns(UserWarning, match=r"kept \(dedupe: false\) 2 test records whose text also appears in train"):
+        assert len(dm.load_records()["test"]) == 3
+    assert dm.data_summary()["cross_split_duplicates"] == 2
+
+
 def test_max_records_cap_keeps_the_label_ratio(tmp_path: Path) -> None:
     write_corpus(tmp_path, 80, 20)
     dm = CodeDataModule(data_dir=str(tmp_path), val_files=None, test_files=None, split=(0.8, 0.1, 0.1),

@@ -6,6 +6,7 @@ or k-fold). TokenDataModule, GraphDataModule and FusionDataModule only add featu
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import os
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torch_geometric.loader import DataLoader as GraphLoader
 
-from ..errors import InputNotFoundError
+from ..errors import InputError, InputNotFoundError, OptionError
 from ..jsonsafe import atomic_write_json
 from ..locations import default_cache_dir, devign_dir, juliet_dir
 from . import synthetic
@@ -29,6 +30,8 @@ from .graphs import EDGE_TYPES, GraphConfig
 from .records import (
     CodeRecord,
     ReadReport,
+    check_group_field,
+    shared_groups,
     kfold_records,
     label_counts,
     normalize_code,
@@ -97,6 +100,9 @@ class CodeDataModule(L.LightningDataModule):
             raise ValueError(f"num_folds must be >= 2 and fold in [0, num_folds); got num_folds={num_folds}, fold={fold}")
         if num_folds is None and fold:
             raise ValueError(f"fold={fold} picks a fold of k-fold cross-validation: set num_folds too")
+        if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1.0) > 1e-6:
+            raise OptionError(f"data.split must be 3 non-negative fractions (train, val, test) summing to 1, "
+                              f"got {list(split)}")
         if isinstance(batch_size, str):
             from ..hardware import resolve_batch_size
 
@@ -159,14 +165,17 @@ class CodeDataModule(L.LightningDataModule):
 
     def _ensure_corpus(self) -> None:
         """Generate the embedded corpus when no data_dir is given; real data is read in place."""
-        if self.hparams.data_dir is None and not (self.source_dir / "train.jsonl").exists():
+        # summary.json is written last: a run killed while writing the corpus left train.jsonl alone,
+        # and val and test carved out of it would have split vulnerable/fixed twins.
+        if self.hparams.data_dir is None and not (self.source_dir / "summary.json").exists():
             synthetic.write_synthetic_corpus(self.source_dir, self.hparams.synthetic_size, self.hparams.synthetic_seed,
                                              difficulty=self.hparams.synthetic_difficulty)
 
     def _files(self, pattern: str | None) -> list[str]:
         if pattern is None:
             return []
-        return sorted(glob.glob(str(self.source_dir / pattern)))
+        # The folder is escaped: `data/run [v2]` is a folder name, not a character class.
+        return sorted(glob.glob(os.path.join(glob.escape(str(self.source_dir)), pattern)))
 
     def load_records(self) -> dict[str, list[CodeRecord]]:
         """Read, validate, de-duplicate and split; idempotent."""
@@ -178,17 +187,26 @@ class CodeDataModule(L.LightningDataModule):
         if not train_files:
             if not self.source_dir.is_dir():
                 raise InputNotFoundError(f"data folder not found: {self.source_dir} (data.data_dir={hp.data_dir!r})")
-            raise InputNotFoundError(f"no training files match {self.source_dir / hp.train_files}")
+            raise InputNotFoundError(f"no training files match {self.source_dir / hp.train_files}{self._named_hint()}")
         found: dict[str, list[CodeRecord]] = {}
+        read_by: dict[str, str] = {}
         for name, pattern in (("train", hp.train_files), ("val", hp.val_files), ("test", hp.test_files)):
             files = self._files(pattern)
+            for file in files:
+                other = read_by.setdefault(file, name)
+                if other != name:
+                    raise OptionError(f"{file} matches both data.{other}_files ({hp[f'{other}_files']!r}) and "
+                                      f"data.{name}_files ({pattern!r}): its functions would be trained on and "
+                                      f"scored; narrow the patterns")
             if files:
                 found[name], self.reports[name] = read_records(files, on_error=hp.on_error, dedupe=hp.dedupe)
                 rank_zero_info(f"[data] {name}: {self.reports[name].summary()}")
         found = self._drop_cross_split_duplicates(found)
         found = self._carve_missing_splits(found)
+        if hp.group_field is not None and not hp.num_folds:
+            self._check_given_groups(found)
         if hp.num_folds:
-            pool = found["train"] + found.get("val", [])
+            pool = found["train"] + self._ids_apart(found.get("val", []), found["train"])
             folds = kfold_records(pool, k=hp.num_folds, group_field=hp.group_field, seed=hp.seed)
             found["train"], found["val"] = folds[hp.fold]
         if hp.max_records:
@@ -196,21 +214,63 @@ class CodeDataModule(L.LightningDataModule):
         self.records = found
         return found
 
+    def _named_hint(self) -> str:
+        data_dir = str(self.hparams.data_dir)
+        if data_dir in NAMED_DATASETS and self.source_dir != NAMED_DATASETS[data_dir]():
+            return (f" (the folder {data_dir!r} here is read, not the shared {data_dir} data set at "
+                    f"{NAMED_DATASETS[data_dir]()}; give that path, or run from another folder)")
+        return ""
+
     def _drop_cross_split_duplicates(self, found: dict[str, list[CodeRecord]]) -> dict[str, list[CodeRecord]]:
-        """A function in train must not be scored again in val/test (counted, not silent)."""
-        if not self.hparams.dedupe or "train" not in found:
+        """A function in train must not be scored again in val/test, nor one of val in test: dropped and
+        counted (with `dedupe: false`, kept and counted: the leak is named either way)."""
+        if "train" not in found:
             return found
-        seen = {normalize_code(r.func) for r in found["train"]}
+        earlier = [("train", {normalize_code(r.func) for r in found["train"]})]
         for name in ("val", "test"):
-            if name in found:
-                kept = [r for r in found[name] if normalize_code(r.func) not in seen]
-                dropped = len(found[name]) - len(kept)
-                if dropped:
-                    rank_zero_warn(f"[data] dropped {dropped} {name} records whose text also appears in train")
-                self.cross_split_duplicates += dropped
+            if name not in found:
+                continue
+            kept, hits = [], {other: 0 for other, _ in earlier}
+            for r in found[name]:
+                key = normalize_code(r.func)
+                where = next((other for other, keys in earlier if key in keys), None)
+                if where is None:
+                    kept.append(r)
+                else:
+                    hits[where] += 1
+            found_dups = len(found[name]) - len(kept)
+            if found_dups:
+                places = " or ".join(f"{other} ({n})" for other, n in hits.items() if n)
+                action = "dropped" if self.hparams.dedupe else "kept (dedupe: false)"
+                rank_zero_warn(f"[data] {action} {found_dups} {name} records whose text also appears in {places}")
+            self.cross_split_duplicates += found_dups
+            if self.hparams.dedupe:
                 found[name] = kept
-                seen.update(normalize_code(r.func) for r in kept)
+            earlier.append((name, {normalize_code(r.func) for r in found[name]}))
         return found
+
+    def _check_given_groups(self, found: dict[str, list[CodeRecord]]) -> None:
+        """Split files given as they are cannot be grouped by us: a group in two of them is named."""
+        gf = self.hparams.group_field
+        if all(s in self.reports for s in SPLITS):  # else carving checked the field already
+            check_group_field([r for recs in found.values() for r in recs], gf)
+        for name in ("val", "test"):
+            groups, records = shared_groups(found["train"], found.get(name, []), gf)
+            if records:
+                rank_zero_warn(f"[data] {groups} {gf!r} groups of train are also in {name} ({records} {name} records): "
+                               f"the given split files are not grouped by {gf!r}")
+
+    def _ids_apart(self, records: list[CodeRecord], others: list[CodeRecord]) -> list[CodeRecord]:
+        """Split files number their ids each on their own; pooled for k-fold, a repeated id would join a
+        record to another's graph or tokens. Val's ids become `val:<id>` when any repeats train's."""
+        taken = {r.id for r in others}
+        if not any(r.id in taken for r in records):
+            return records
+        renamed = [dataclasses.replace(r, id=f"val:{r.id}") for r in records]
+        if any(r.id in taken for r in renamed):
+            raise InputError(f"k-fold pools train and val, whose record ids repeat even as val:<id>: give unique ids")
+        rank_zero_info("[data] k-fold: val ids that train also uses are read as val:<id>")
+        return renamed
 
     def _carve_missing_splits(self, found: dict[str, list[CodeRecord]]) -> dict[str, list[CodeRecord]]:
         missing = [s for s in ("val", "test") if s not in found]
@@ -223,7 +283,15 @@ class CodeDataModule(L.LightningDataModule):
         found["train"] = parts["train"]
         for s in missing:
             found[s] = parts[s]
-        rank_zero_info(f"[data] carved {', '.join(missing)} out of train (fractions {self.hparams.split})")
+        sizes = ", ".join(f"{s} {len(parts[s])}" for s in ("train", *missing))
+        rank_zero_info(f"[data] carved {', '.join(missing)} out of train (fractions {self.hparams.split}): {sizes}")
+        for s in missing:
+            if fr[s] > 0 and 0 in label_counts(parts[s]).values():
+                counts = label_counts(parts[s])
+                grouped = f" grouped by {self.hparams.group_field!r}" if self.hparams.group_field else ""
+                rank_zero_warn(f"[data] the carved {s} split has {counts[0]} label-0 and {counts[1]} label-1 records "
+                               f"({len(parts['train'])} left in train, fractions {list(self.hparams.split)}{grouped}): "
+                               f"its metrics will say little; give more records, groups or a larger fraction")
         return found
 
     def _cap(self, records: list[CodeRecord], n: int) -> list[CodeRecord]:
@@ -233,9 +301,16 @@ class CodeDataModule(L.LightningDataModule):
         by_label: dict[int, list[CodeRecord]] = {}
         for r in records:
             by_label.setdefault(r.target, []).append(r)
+        # Largest remainder: the per-label shares add up to n (rounding each gave 4 of max_records 5).
+        share = {label: n * len(group) / len(records) for label, group in by_label.items()}
+        take = {label: max(1, int(v)) for label, v in share.items()}
+        for label in sorted(share, key=lambda lb: share[lb] - int(share[lb]), reverse=True):
+            if sum(take.values()) >= n:
+                break
+            take[label] += 1
         out: list[CodeRecord] = []
-        for _, group in sorted(by_label.items()):
-            out.extend(rng.sample(group, max(1, round(n * len(group) / len(records)))))
+        for label, group in sorted(by_label.items()):
+            out.extend(rng.sample(group, min(len(group), take[label])))
         rng.shuffle(out)
         return out[:n]
 
@@ -290,6 +365,10 @@ class CodeDataModule(L.LightningDataModule):
             return
         recs = self.load_records()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
+        for split in wanted:
+            if not recs.get(split) and stage is not None and self._split_expected(split):
+                raise InputError(f"the {split} split is empty ({self._split_origin(split)}): "
+                                 f"nothing to {'train on' if split == 'train' else 'score'}")
         self._load_checkpoint_features()
         self.fit_features(recs["train"])
         for split in wanted:
@@ -297,8 +376,24 @@ class CodeDataModule(L.LightningDataModule):
                 self.datasets[split] = self.build_dataset(recs.get(split, []), split)
         self.after_build()
 
+    def _split_expected(self, split: str) -> bool:
+        """False where no records were asked for: a carved split of fraction 0, validation turned off."""
+        if split == "val" and self.trainer is not None and not self.trainer.limit_val_batches:
+            return False
+        return split in self.reports or dict(zip(SPLITS, self.hparams.split))[split] > 0
+
+    def _split_origin(self, split: str) -> str:
+        report = self.reports.get(split)
+        if report is not None:
+            return f"data.{split}_files {self.hparams[f'{split}_files']!r}: {report.summary()}"
+        return f"carved out of train by data.split {list(self.hparams.split)}"
+
     def _balanced_sampler(self, labels: Sequence[int]) -> WeightedRandomSampler:
-        counts = torch.bincount(torch.tensor(list(labels), dtype=torch.long), minlength=2).clamp(min=1).float()
+        raw = torch.bincount(torch.tensor(list(labels), dtype=torch.long), minlength=2)
+        if (raw == 0).any():
+            rank_zero_warn(f"[data] balanced_sampler: the train split has no label-{int((raw == 0).nonzero()[0])} "
+                           f"records, so there is nothing to balance ({raw.tolist()} per label)")
+        counts = raw.clamp(min=1).float()
         weights = (1.0 / counts)[torch.tensor(list(labels), dtype=torch.long)]
         generator = torch.Generator().manual_seed(self.hparams.seed)
         return WeightedRandomSampler(weights.double(), num_samples=len(labels), replacement=True, generator=generator)
@@ -351,6 +446,7 @@ class GraphDataModule(CodeDataModule):
         self.graph_config = GraphConfig(tuple(edge_types), reverse_edges, max_nodes, token_buckets, lang, subtokens)
         self.graph_features = GraphFeatures(self.graph_config, self.cache_dir / "graphs", self.hparams.on_error,
                                             min_token_count)
+        self.missing_graphs: dict[str, int] = {}
 
     @property
     def token_buckets(self) -> int:
@@ -376,7 +472,16 @@ class GraphDataModule(CodeDataModule):
             self.graph_features.vocab = TokenVocabulary.load(run_dir / VOCAB_FILE)
 
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
-        return GraphListDataset(self.graph_features.build(records, split))
+        graphs = self.graph_features.build(records, split)
+        self.missing_graphs[split] = len(records) - len(graphs)
+        if self.missing_graphs[split]:
+            first = self.graph_features.stats[split].failed[0]
+            rank_zero_warn(f"[data] {split}: {self.missing_graphs[split]} of {len(records)} records have no graph and "
+                           f"are left out (on_error: skip); first: {first['source'] or first['id']}: {first['reason']}")
+        return GraphListDataset(graphs)
+
+    def data_summary(self) -> dict[str, Any]:
+        return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs)}
 
     def after_build(self) -> None:
         if not self._scoring_only():  # a test on other data must not replace the run's train statistics

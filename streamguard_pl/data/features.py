@@ -75,6 +75,8 @@ class GraphFeatures:
                 self.vocab = TokenVocabulary.fit(graphs, self.min_token_count, self.config.token_buckets - 2)
             self.token_counts[split] = self.vocab.apply(graphs)
         position = {r.id: i for i, r in enumerate(records)}
+        if len(position) != len(records):  # a graph would be joined to another record's position
+            raise ValueError(f"{split}: record ids repeat ({len(records) - len(position)} of {len(records)})")
         for g in graphs:
             g.idx = torch.tensor([position[g.rid]], dtype=torch.long)
         self.stats[split] = stats

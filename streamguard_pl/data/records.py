@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from streamguard_pl.errors import InputError, OptionError
+from streamguard_pl.errors import InputError, InputNotFoundError, OptionError
 from streamguard_pl.jsonsafe import atomic_open, safe_jsonify
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "label_counts",
     "split_records",
     "kfold_records",
+    "check_group_field",
+    "shared_groups",
     "write_records_jsonl",
 ]
 
@@ -109,6 +111,7 @@ class ReadReport:
 
     files: list[str] = field(default_factory=list)
     lines_read: int = 0
+    blank_lines: int = 0
     records_kept: int = 0
     skipped: list[dict] = field(default_factory=list)
     duplicates_removed: int = 0
@@ -126,7 +129,9 @@ class ReadReport:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(self._skip_kinds().items()))
         skipped = f"skipped {self.skipped_count}" + (f" ({kinds})" if kinds else "")
         return (
-            f"read {len(self.files)} files, {self.lines_read} lines: kept {self.records_kept}, {skipped}, "
+            f"read {len(self.files)} files, {self.lines_read} lines"
+            + (f" ({self.blank_lines} blank)" if self.blank_lines else "")
+            + f": kept {self.records_kept}, {skipped}, "
             f"{self.duplicates_removed} duplicates, {self.conflicts_removed} conflicting"
         )
 
@@ -134,6 +139,7 @@ class ReadReport:
         return {
             "files": list(self.files),
             "lines_read": self.lines_read,
+            "blank_lines": self.blank_lines,
             "records_kept": self.records_kept,
             "skipped_count": self.skipped_count,
             "skipped": [dict(s) for s in self.skipped],
@@ -158,18 +164,18 @@ def expand_paths(paths: PathsLike) -> list[Path]:
     seen: set[Path] = set()
     for item in items:
         pattern = os.path.expanduser(os.fspath(item))
-        if glob.has_magic(pattern):
+        if os.path.isfile(pattern):  # a file named `train[1].jsonl` is that file, not a pattern
+            found = [Path(pattern)]
+        elif glob.has_magic(pattern):
             found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
             if not found:
-                raise FileNotFoundError(f"no files match {pattern!r}")
+                raise InputNotFoundError(f"no files match {pattern!r}")
         elif os.path.isdir(pattern):
             found = sorted(p for p in Path(pattern).glob("*.jsonl") if p.is_file())
             if not found:
-                raise FileNotFoundError(f"no *.jsonl files in folder {pattern!r}")
-        elif os.path.isfile(pattern):
-            found = [Path(pattern)]
+                raise InputNotFoundError(f"no *.jsonl files in folder {pattern!r}")
         else:
-            raise FileNotFoundError(f"no such file: {pattern!r}")
+            raise InputNotFoundError(f"no such file: {pattern!r}")
         for p in found:
             key = p.resolve()
             if key not in seen:
@@ -241,9 +247,25 @@ def _decode_line(raw: bytes, path: Path, line: int) -> Any:
         bad = raw[exc.start : exc.start + 1].hex()
         raise RecordError(path, line, None, f"not valid UTF-8: byte 0x{bad} at byte {exc.start + 1}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise RecordError(path, line, None, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except _DuplicateKey as exc:
+        raise RecordError(path, line, exc.key, "given twice in one object (which one is meant?)") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of repeated keys: {"target": 0, "target": 1} would read as 1 without a word.
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
 
 
 def iter_records(
@@ -269,6 +291,7 @@ def iter_records(
                     if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                         raw = raw[3:]
                     if not raw.strip():
+                        report.blank_lines += 1
                         continue
                     non_blank += 1
                     try:
@@ -337,7 +360,8 @@ def normalize_code(text: str) -> str:
 
 def _code_key(text: str) -> bytes:
     # A digest instead of the normalised text keeps memory flat on large corpora.
-    return hashlib.blake2b(normalize_code(text).encode("utf-8"), digest_size=16).digest()
+    # surrogatepass: text read with surrogateescape (or a JSON "\\udce9") holds lone surrogates
+    return hashlib.blake2b(normalize_code(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _dedupe(
@@ -376,7 +400,7 @@ def records_fingerprint(records: Sequence[CodeRecord]) -> str:
     """sha256 over (id, target, func) of each record, in order: a cache key for derived data."""
     h = hashlib.sha256()
     for r in records:
-        h.update(json.dumps([r.id, r.target, r.func], ensure_ascii=False).encode("utf-8"))
+        h.update(json.dumps([r.id, r.target, r.func], ensure_ascii=False).encode("utf-8", "surrogatepass"))
         h.update(b"\n")
     return h.hexdigest()
 
@@ -410,7 +434,7 @@ def _group_key(value: Any, index: int) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _check_group_field(records: Sequence[CodeRecord], group_field: str) -> None:
+def check_group_field(records: Sequence[CodeRecord], group_field: str) -> None:
     """A misspelt group field would make every record its own group: an ungrouped split that leaks."""
     missing = [r for r in records if r.get(group_field) in (None, "")]
     if len(missing) == len(records):
@@ -422,12 +446,21 @@ def _check_group_field(records: Sequence[CodeRecord], group_field: str) -> None:
                       f"{missing[0].source or missing[0].id}); each of those is a group of its own", stacklevel=3)
 
 
+def shared_groups(first: Sequence[CodeRecord], other: Sequence[CodeRecord], group_field: str) -> tuple[int, int]:
+    """(groups, records of `other`) whose `group_field` value occurs in `first` too: given split files
+    that a grouped split would have kept apart."""
+    keys = {_group_key(r.get(group_field), -1) for r in first if r.get(group_field) not in (None, "")}
+    hits = [k for k in (_group_key(r.get(group_field), -1) for r in other if r.get(group_field) not in (None, ""))
+            if k in keys]
+    return len(set(hits)), len(hits)
+
+
 def _assign(
     records: Sequence[CodeRecord], fractions: Sequence[float], group_field: str | None, seed: int
 ) -> list[int]:
     """Part index per record: greedy, largest group first, to the part whose label quota is most unfilled."""
     if group_field is not None and records:
-        _check_group_field(records, group_field)
+        check_group_field(records, group_field)
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         key = f"\0solo:{i}" if group_field is None else _group_key(r.get(group_field), i)
@@ -488,7 +521,7 @@ def kfold_records(
         val = [r for r, a in zip(records, assignment) if a == fold]
         if not val:
             what = f"groups of {group_field!r}" if group_field else "records"
-            raise ValueError(f"k={k} folds need at least {k} {what}; fold {fold} is empty")
+            raise OptionError(f"k={k} folds need at least {k} {what} ({len(records)} records); fold {fold} is empty")
         folds.append(([r for r, a in zip(records, assignment) if a != fold], val))
     return folds
 

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 from torch_geometric.loader import DataLoader as GraphLoader
 
 from ..errors import InputError, InputNotFoundError, OptionError
@@ -39,6 +39,7 @@ from .records import (
     records_fingerprint,
     split_records,
 )
+from .samplers import EpochRandomSampler, EpochWeightedSampler, training_seed
 from .tokens import LengthBucketBatchSampler, load_tokenizer
 from .vocab import VOCAB_FILE, TokenVocabulary
 
@@ -63,8 +64,11 @@ class CodeDataModule(L.LightningDataModule):
         num_folds / fold: stratified (grouped) k-fold over train+val instead of the fixed validation split.
         synthetic_size / synthetic_seed / synthetic_difficulty: the embedded corpus when `data_dir` is None
             ("easy": what demo-size models learn in a CPU minute; "hard": statement order and data flow only).
+        seed: carves the splits and folds and caps `max_records`. The training order follows
+            `seed_everything` (each epoch its own, a resumed run the uninterrupted one's), `seed` only
+            where nothing set a global seed: a study's seeds differ in their batches too.
         max_records: cap per split (seeded, label-stratified sample) for quick runs.
-        balanced_sampler: class-balanced WeightedRandomSampler for training.
+        balanced_sampler: class-balanced draws with replacement for training (per epoch, seeded).
         on_error: "raise" on the first bad record, or "skip" it (counted in `data_summary()`).
     """
 
@@ -388,15 +392,18 @@ class CodeDataModule(L.LightningDataModule):
             return f"data.{split}_files {self.hparams[f'{split}_files']!r}: {report.summary()}"
         return f"carved out of train by data.split {list(self.hparams.split)}"
 
-    def _balanced_sampler(self, labels: Sequence[int]) -> WeightedRandomSampler:
+    @property
+    def sampler_seed(self) -> int:
+        return training_seed(self.hparams.seed)
+
+    def _balanced_sampler(self, labels: Sequence[int]) -> EpochWeightedSampler:
         raw = torch.bincount(torch.tensor(list(labels), dtype=torch.long), minlength=2)
         if (raw == 0).any():
             rank_zero_warn(f"[data] balanced_sampler: the train split has no label-{int((raw == 0).nonzero()[0])} "
                            f"records, so there is nothing to balance ({raw.tolist()} per label)")
         counts = raw.clamp(min=1).float()
         weights = (1.0 / counts)[torch.tensor(list(labels), dtype=torch.long)]
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return WeightedRandomSampler(weights.double(), num_samples=len(labels), replacement=True, generator=generator)
+        return EpochWeightedSampler(weights.double(), len(labels), self.sampler_seed)
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
@@ -492,7 +499,8 @@ class GraphDataModule(CodeDataModule):
         bs = self.batch_size if train else self.eval_batch_size
         if train and self.hparams.balanced_sampler:
             return GraphLoader(ds, batch_size=bs, sampler=self._balanced_sampler(ds.labels), **self._loader_kwargs())
-        return GraphLoader(ds, batch_size=bs, shuffle=train, **self._loader_kwargs())
+        sampler = EpochRandomSampler(ds, self.sampler_seed) if train else None
+        return GraphLoader(ds, batch_size=bs, sampler=sampler, **self._loader_kwargs())
 
 
 @rank_zero_only
@@ -568,10 +576,15 @@ def token_loader(dm: CodeDataModule, ds: Any, train: bool, collate: Any) -> Data
     bs = dm.batch_size if train else dm.eval_batch_size
     sampler = dm._balanced_sampler(ds.labels) if train and dm.hparams.balanced_sampler else None
     if dm.hparams.bucketing:
-        batches = LengthBucketBatchSampler(ds.lengths, bs, shuffle=train, seed=dm.hparams.seed, sampler=sampler)
+        if train and dm.trainer is not None and dm.trainer.overfit_batches:
+            # overfit_batches wants the same batches every epoch; Lightning cannot reach a batch
+            # sampler's to make it so. A fixed permutation (no set_epoch) keeps epoch 0's batches.
+            sampler = torch.randperm(len(ds), generator=torch.Generator().manual_seed(dm.sampler_seed)).tolist()
+        batches = LengthBucketBatchSampler(ds.lengths, bs, shuffle=train, seed=dm.sampler_seed, sampler=sampler)
         return DataLoader(ds, batch_sampler=batches, collate_fn=collate, **dm._loader_kwargs())
-    return DataLoader(ds, batch_size=bs, shuffle=train and sampler is None, sampler=sampler, collate_fn=collate,
-                      **dm._loader_kwargs())
+    if train and sampler is None:
+        sampler = EpochRandomSampler(ds, dm.sampler_seed)
+    return DataLoader(ds, batch_size=bs, sampler=sampler, collate_fn=collate, **dm._loader_kwargs())
 
 
 class FusionDataModule(TokenDataModule):

@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, Dataset, Sampler, SequentialSampler
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from streamguard_pl.errors import InputError
 from streamguard_pl.jsonsafe import atomic_open, atomic_write_json, read_json
 
 from .records import records_fingerprint
+from .samplers import EpochRandomSampler, epoch_seed
 
 __all__ = [
     "DEFAULT_MODEL_MAX_LENGTH",
@@ -410,10 +411,13 @@ class TokenDataset(Dataset):
 class LengthBucketBatchSampler(BatchSampler):
     """Batches of similar length: pools of ``batch_size * bucket_size_multiplier`` indices, sorted, cut, shuffled.
 
-    Indices come from ``sampler`` (e.g. a class-balanced WeightedRandomSampler, or the
+    Indices come from ``sampler`` (e.g. a class-balanced EpochWeightedSampler, or the
     DistributedSampler Lightning injects under DDP: it subclasses BatchSampler and takes a
-    ``sampler`` argument for that reason) or from a permutation seeded by ``seed + epoch``.
+    ``sampler`` argument for that reason) or from a permutation per (seed, epoch).
     ``shuffle=False`` sorts all indices by length once: deterministic batches for val/test.
+
+    The epoch is the inner sampler's: Lightning calls `set_epoch` on ``batch_sampler.sampler``, never
+    on the batch sampler itself, so an epoch kept here alone stayed 0 and every epoch had one order.
     """
 
     def __init__(
@@ -429,10 +433,9 @@ class LengthBucketBatchSampler(BatchSampler):
         if bucket_size_multiplier < 1:
             raise ValueError(f"bucket_size_multiplier must be >= 1, got {bucket_size_multiplier}")
         self.lengths = [int(n) for n in lengths]
-        self._own_sampler = sampler is None
         if sampler is None:
             data = range(len(self.lengths))
-            sampler = RandomSampler(data, generator=torch.Generator()) if shuffle else SequentialSampler(data)
+            sampler = EpochRandomSampler(data, seed) if shuffle else SequentialSampler(data)
         super().__init__(sampler, batch_size, drop_last)
         self.shuffle = shuffle
         self.seed = seed
@@ -440,18 +443,20 @@ class LengthBucketBatchSampler(BatchSampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this each epoch; forwarded to an inner sampler that has it (DistributedSampler)."""
+        """For callers outside Lightning (which sets the inner sampler's epoch); forwarded to it."""
         self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+
+    @property
+    def current_epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", self.epoch))
 
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self._own_sampler and isinstance(self.sampler, RandomSampler):
-            self.sampler.generator.manual_seed(self.seed + self.epoch)
         indices = list(self.sampler)
         for i in indices:
             if not 0 <= i < len(self.lengths):
@@ -464,7 +469,7 @@ class LengthBucketBatchSampler(BatchSampler):
             batches = []
             for start in range(0, len(indices), pool):
                 batches.extend(self._cut(sorted(indices[start:start + pool], key=self.lengths.__getitem__)))
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, self.current_epoch))
             batches = [batches[j] for j in torch.randperm(len(batches), generator=g).tolist()]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]

@@ -8,6 +8,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .data.datamodules import CodeDataModule
+from .data.vocab import VOCAB_FILE
 from .data.records import RecordError
 from .errors import InputError
 from .models.base import VulnerabilityClassifier
@@ -54,7 +55,8 @@ class StreamGuardCLI(LightningCLI):
         cfg = self.config.get(subcommand) if subcommand and subcommand in self.config else self.config
         ckpt = cfg.get("ckpt_path")
         if ckpt and Path(ckpt).is_file() and self.datamodule is not None:
-            self.datamodule.features_dir = Path(ckpt).resolve().parent.parent
+            self.datamodule.features_dir = features_folder(Path(ckpt))
+
 
     def share_config(self, subcommand: str | None) -> None:
         """Hand the resolved config to the callbacks that record it (MetadataExport)."""
@@ -64,6 +66,16 @@ class StreamGuardCLI(LightningCLI):
         for cb in self.trainer.callbacks:
             if hasattr(cb, "config") and getattr(cb, "config", None) is None:
                 cb.config = resolved
+
+
+
+def features_folder(ckpt: Path) -> Path:
+    """`<run>/checkpoints/x.ckpt` -> `<run>`; a checkpoint kept beside its features (a `tokenizer/` or
+    `token_vocab.json` copied with it) -> its own folder."""
+    ckpt = ckpt.resolve()
+    if (ckpt.parent / "tokenizer").is_dir() or (ckpt.parent / VOCAB_FILE).is_file():
+        return ckpt.parent
+    return ckpt.parent.parent
 
 
 def build_cli(args: list[str] | None, run: bool = False) -> StreamGuardCLI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,17 @@ def test_testing_a_run_on_other_data_keeps_its_features(kind: str, tmp_path: Pat
                  "--data.init_args.data_dir", str(tmp_path / "other"), *_out(tmp_path / "elsewhere")]) == 0
     assert [f.read_bytes() for f in kept] == before
     assert not (tmp_path / "elsewhere" / kept[1].relative_to(run)).exists()  # nothing refitted there
+    # a checkpoint copied out of its run folder has no features beside it: refitted on the other data,
+    # they no longer fit it (an error), and the run's own files, where the config writes, stay as they were
+    moved = tmp_path / "moved" / "best.ckpt"
+    moved.parent.mkdir()
+    shutil.copy(run / "checkpoints" / "best.ckpt", moved)
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(moved),
+                 "--data.init_args.data_dir", str(tmp_path / "other")]) == 2
+    assert [f.read_bytes() for f in kept] == before
+    # copied with its features, it scores with them
+    for feature in kept[1:2]:
+        (moved.parent / feature.relative_to(run)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(feature, moved.parent / feature.relative_to(run))
+    assert main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(moved),
+                 "--data.init_args.data_dir", str(tmp_path / "other")]) == 0

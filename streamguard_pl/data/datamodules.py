@@ -11,6 +11,7 @@ import glob
 import hashlib
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -158,6 +159,14 @@ class CodeDataModule(L.LightningDataModule):
 
     def load_saved_features(self, run_dir: Path) -> None:
         """Take the features a run folder holds (a trained tokenizer, a fitted vocabulary) where they apply."""
+
+    def _features_dir_to_write(self) -> Path:
+        """Where fitted features are saved: the run folder when fitting; a scratch folder when scoring,
+        which must never write over the features a run's checkpoints were trained with (a checkpoint
+        copied out of its run folder, tested with the run's config, once refitted the run's tokenizer)."""
+        if self._scoring_only():
+            return Path(tempfile.mkdtemp(prefix="streamguard-scoring-features-"))
+        return self.output_dir
 
     def _train_records_for_features(self) -> list[CodeRecord]:
         try:
@@ -549,7 +558,7 @@ class TokenDataModule(CodeDataModule):
 
     def fit_features(self, train_records: list[CodeRecord]) -> None:
         if self.token_features.tokenizer is None:
-            self.token_features.fit_tokenizer(train_records, self.output_dir / "tokenizer")
+            self.token_features.fit_tokenizer(train_records, self._features_dir_to_write() / "tokenizer")
 
     def load_saved_features(self, run_dir: Path) -> None:
         features = self.token_features

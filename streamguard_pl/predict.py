@@ -22,7 +22,7 @@ import yaml
 
 from .data.graphs import make_parsers, parse_either
 from .data.records import CodeRecord, RecordError, read_records
-from .errors import InputError, InputNotFoundError
+from .errors import InputError, InputNotFoundError, OptionError
 
 C_SUFFIXES = {".c"}
 #: C or C++ alike: parsed with both grammars, the one with fewer errors kept (graphs.parse_either)
@@ -380,42 +380,76 @@ def _unique_ids(records: list[CodeRecord]) -> list[CodeRecord]:
     return out
 
 
-def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None,
-            config: Path | None = None) -> list[dict[str, Any]]:
+@dataclass
+class Scores:
+    """What `predict` returns: a row per function, the cut it applied, and what splitting could not do."""
+
+    rows: list[dict[str, Any]]
+    cut: float
+    cut_origin: str  # "--threshold", "val-tuned" (saved in the checkpoint) or "default"
+    tally: SplitTally
+
+    def summary(self) -> str:
+        """The one line `streamguard predict` prints: how many were scored, cut, flagged, split badly."""
+        unscored = sum(1 for r in self.rows if r["probability"] is None)
+        truncated = sum(1 for r in self.rows if r["truncated"])
+        flagged = sum(1 for r in self.rows if r["label"] == 1)
+        return (f"{len(self.rows)} functions ({unscored} unscored, {truncated} truncated), {flagged} flagged vulnerable "
+                f"at cut {self.cut:.4g} ({self.cut_origin}); {self.tally.parse_errors} definitions with parse errors, "
+                f"{self.tally.unsplit} error regions outside any definition")
+
+
+def _row(rec: CodeRecord, prob: float | None, cut: float, truncated: set[str], failed: dict[str, str]) -> dict[str, Any]:
+    """One output row; a function without features keeps the reason (graph builder's, or none known)."""
+    row = {"file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
+           "start_line": rec.get("start_line", None), "probability": None, "label": None, "id": rec.id,
+           "truncated": None, "error": failed.get(rec.id)}
+    if prob is None:
+        row["error"] = row["error"] or "no features were built for it"
+    else:
+        row.update(probability=round(prob, 6), label=int(prob >= cut), truncated=rec.id in truncated)
+        if row["error"]:  # fusion with missing_graph: placeholder
+            row["error"] = f"scored on a placeholder graph: {row['error']}"
+    return row
+
+
+def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None, config: Path | None = None,
+            on_error: str | None = None) -> Scores:
+    """Scores every function of the inputs; `on_error` ("skip"/"raise") overrides the run config's
+    for functions whose graph cannot be built (skip: listed unscored, with the reason)."""
     import lightning as L
 
     model, dm = load_run(ckpt, config)
-    records = _unique_ids([r for path in inputs for r in records_from_input(path)])
+    if on_error is not None and hasattr(dm, "graph_features"):
+        dm.graph_features.on_error = on_error
+    tally = SplitTally()
+    records = _unique_ids([r for path in inputs for r in records_from_input(path, tally)])
+    origin = "--threshold" if threshold is not None else "val-tuned" if model.hparams.get("tune_threshold") else "default"
+    cut = float(model.decision_threshold) if threshold is None else threshold
     if not records:
-        return []
+        return Scores([], cut, origin, tally)
     dm.set_predict_records(records)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     batches = trainer.predict(model, datamodule=dm)
-    threshold = float(model.decision_threshold) if threshold is None else threshold  # tuned on val when asked
     probs: dict[int, float] = {}
     for batch in batches:
         probs.update(zip(batch["index"].tolist(), batch["probs"].tolist()))
-    rows = []
+    failed, truncated = dm.predict_outcomes()
     # Input order (length-bucketed batches come back shuffled by length); a function with no features
-    # is listed with no probability, never dropped silently.
-    for idx, rec in enumerate(records):
-        row = {"file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
-               "start_line": rec.get("start_line", None), "probability": None, "label": None, "id": rec.id}
-        if idx in probs:
-            row.update(probability=round(float(probs[idx]), 6), label=int(probs[idx] >= threshold))
-        else:
-            row["error"] = "no features could be built (see warnings)"
-        rows.append(row)
-    return rows
+    # is listed with no probability and its reason, never dropped silently.
+    rows = [_row(rec, probs.get(idx), cut, truncated, failed) for idx, rec in enumerate(records)]
+    return Scores(rows, cut, origin, tally)
+
+
+FIELDS = ["file", "function", "start_line", "probability", "label", "id", "truncated", "error"]
 
 
 def write_rows(rows: list[dict[str, Any]], out: Path | None, fmt: str) -> None:
-    fields = ["file", "function", "start_line", "probability", "label", "id"]
     handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
     try:
         if fmt == "csv":
-            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(rows)
         else:
@@ -426,6 +460,14 @@ def write_rows(rows: list[dict[str, Any]], out: Path | None, fmt: str) -> None:
             handle.close()
 
 
+def _check_output(out: Path | None) -> None:
+    """Before any scoring: a typo in --output's folder used to fail only after all of it."""
+    if out is not None and out.is_dir():
+        raise OptionError(f"--output {out} is a folder: give a .jsonl or .csv file name")
+    if out is not None and not out.parent.is_dir():
+        raise InputNotFoundError(f"output folder not found: {out.parent} (--output {out})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="streamguard predict", description=__doc__)
     p.add_argument("--ckpt", type=Path, required=True)
@@ -434,13 +476,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--format", choices=["jsonl", "csv"], default=None)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--config", type=Path, default=None, help="run config (default: <run>/config.yaml)")
+    p.add_argument("--on-error", choices=["skip", "raise"], default=None,
+                   help="a function whose graph cannot be built: list it unscored with the reason (skip) or stop "
+                        "(raise); default: the run config's data.on_error")
     args = p.parse_args(argv)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         p.error(f"--threshold is a probability cut in [0, 1], got {args.threshold}")
     fmt = args.format or ("csv" if args.output and args.output.suffix == ".csv" else "jsonl")
-    rows = predict(args.ckpt, args.input, args.threshold, args.config)
-    write_rows(rows, args.output, fmt)
-    if args.output:
-        flagged = sum(1 for r in rows if r["label"] == 1)
-        print(f"[predict] {len(rows)} functions, {flagged} flagged vulnerable -> {args.output}", file=sys.stderr)
+    _check_output(args.output)
+    scores = predict(args.ckpt, args.input, args.threshold, args.config, args.on_error)
+    write_rows(scores.rows, args.output, fmt)
+    print(f"[predict] {scores.summary()} -> {args.output or 'stdout'}", file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -288,10 +289,63 @@ def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], t
                  "--threshold", "0"]) == 0
     with out.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id"]
+    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id", "truncated", "error"]
     assert [(Path(r["file"]).name, r["function"], int(r["start_line"])) for r in rows] == [
         ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
     assert all(r["label"] == "1" and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)  # threshold 0
+
+
+LONG_FN = "void long_fn(int *p) {\n" + "".join(f"  p[{i}] = p[{i + 1}] * 2;\n" for i in range(300)) + "}\n"
+DEEP_FN = "void deep(int x) {\n" + "if (x) {\n" * 1200 + "}\n" * 1200 + "}\n"
+
+
+def test_predict_rows_say_truncated_and_why_unscored_and_the_summary_counts_them(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.c").write_text(A_C)
+    (src / "b_long.c").write_text(LONG_FN)   # > 128 tokens and > 1000 graph nodes
+    (src / "c_deep.c").write_text(DEEP_FN)   # too deep for the graph builder's CFG pass
+    out = tmp_path / "scores.csv"
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src), "--output", str(out),
+                 "--on-error", "skip"]) == 0
+    with out.open(newline="") as handle:
+        rows = {r["function"]: r for r in csv.DictReader(handle)}
+    graphs = not checkpoint.parent.parent.name.startswith("fit_transformer")
+    assert [rows[f]["truncated"] for f in ("copy_name", "twice", "long_fn")] == ["False", "False", "True"]
+    deep = rows["deep"]
+    if graphs:  # gnn, and fusion (missing_graph: drop): listed unscored with the graph builder's reason
+        assert (deep["probability"], deep["label"], deep["truncated"]) == ("", "", "")
+        assert deep["error"] == "statements nested too deeply for the CFG pass"
+    else:
+        assert (deep["truncated"], deep["error"]) == ("True", "") and 0 <= float(deep["probability"]) <= 1
+    flagged = sum(r["label"] == "1" for r in rows.values())
+    summary = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[predict]")]
+    assert summary == [f"[predict] 4 functions ({int(graphs)} unscored, {2 - int(graphs)} truncated), {flagged} flagged "
+                       f"vulnerable at cut 0.5 (default); 0 definitions with parse errors, 0 error regions outside any "
+                       f"definition -> {out}"]
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src / "a.c"), "--threshold", "0.25"]) == 0
+    assert re.search(r"at cut 0\.25 \(--threshold\); .* -> stdout$", capsys.readouterr().err.strip())
+
+
+def test_a_folder_without_sources_and_an_output_in_a_missing_folder_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "jdir").mkdir()
+    (tmp_path / "jdir" / "a.jsonl").write_text(json.dumps({"id": "x", "func": "int f(void) { return 0; }"}) + "\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no C/C\+\+ source files under .*jdir \(suffixes: .*\.c .*\); its 1 "
+                                                r"\.jsonl files are read only when given to --input themselves"):
+        records_from_input(tmp_path / "jdir")
+    with pytest.raises(FileNotFoundError, match=r"no C/C\+\+ source files under .*empty \(suffixes: [^;]*\)$"):
+        records_from_input(tmp_path / "empty")
+    # checked before the checkpoint is even loaded (it does not exist here), so before any scoring
+    args = ["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(tmp_path / "empty")]
+    assert main([*args, "--output", str(tmp_path / "nodir" / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"streamguard predict: error: output folder not found: {tmp_path / 'nodir'}" in err and "Traceback" not in err
+    assert main([*args, "--output", str(tmp_path / "jdir")]) == 2
+    assert f"error: --output {tmp_path / 'jdir'} is a folder" in capsys.readouterr().err
 
 
 def test_a_run_with_a_named_tokenizer_scores_unlabelled_records_without_its_training_data(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -112,6 +113,103 @@ def test_split_survives_a_syntax_error() -> None:
     assert spans[1].text == "int good2(int y) {\n  return y * 2;\n}"
 
 
+IFDEF_BRACES = """\
+int first(int x)
+{
+#ifdef HAVE_FOO
+	if (x) {
+#else
+	if (!x) {
+#endif
+		return 1;
+	}
+	return 0;
+}
+
+int second(char *p)
+{
+	return p[0];
+}
+"""
+MISSING_BRACE = "int a1(int x)\n{\n\tif (x) {\n\t\treturn 1;\n\treturn 0;\n}\n\nint a2(char *p)\n{\n\treturn 0;\n}\n"
+KERNEL_MACROS = """\
+static DEFINE_MUTEX(lock)
+
+static int __init my_init(void)
+{
+	return 0;
+}
+
+SYSCALL_DEFINE3(read, unsigned int, fd, char __user *, buf, size_t, count)
+{
+	return ksys_read(fd, buf, count);
+}
+"""
+
+
+def _split(source: str, lang: str) -> tuple[list[tuple[str, int, int, bool]], list[int]]:
+    from streamguard_pl.predict import split_source  # imported here: the older tests below need only split_functions
+
+    split = split_source(source, lang)
+    return [(f.name, f.start_line, f.end_line, f.parse_error) for f in split.functions], split.unsplit_lines
+
+
+def test_split_recovers_what_error_recovery_broke_and_flags_it() -> None:
+    # a header and body left loose in an ERROR node by two `if (...) {` of an #ifdef: `first` was lost
+    assert _spans(IFDEF_BRACES, "c") == [("first", 1, 11), ("second", 13, 16)]
+    assert split_functions(IFDEF_BRACES, "c")[0].text.endswith("\treturn 0;\n}")
+    # a missing `}`: a1 swallowed a2 and was scored as one function
+    assert _spans(MISSING_BRACE, "c") == [("a1", 1, 6), ("a2", 8, 11)]
+    # a macro call without `;` took `static int` from my_init; SYSCALL_DEFINE3's body was dropped
+    assert _spans(KERNEL_MACROS, "c") == [("my_init", 3, 6), ("SYSCALL_DEFINE3", 8, 11)]
+    assert split_functions(KERNEL_MACROS, "c")[0].text.startswith("static int __init my_init(void)")
+    # each recovered definition is flagged; what cannot be recovered is counted where it is
+    assert _split(IFDEF_BRACES, "c") == ([("first", 1, 11, True), ("second", 13, 16, False)], [])
+    assert _split(MISSING_BRACE, "c") == ([("a1", 1, 6, True), ("a2", 8, 11, False)], [])
+    assert _split(KERNEL_MACROS, "c") == ([("my_init", 3, 6, True), ("SYSCALL_DEFINE3", 8, 11, True)], [])
+    assert _split("int broken( {\n  return 1;\n", "c") == ([], [1])
+    assert _split("int ok(void) { return 0; }\n{ int stray; }\n", "c") == ([("ok", 1, 1, False)], [2])
+
+
+def test_function_names_of_unusual_declarators() -> None:
+    c = ("int (*get_handler(int x))(int) { return 0; }\n"
+         "static void __attribute__((noinline)) attr_fn(char *p) { p[0] = 0; }\n")
+    assert [f.name for f in split_functions(c, "c")] == ["get_handler", "attr_fn"]
+    cpp = "struct B {\n  operator bool() const { return true; }\n};\nB::operator int() { return 1; }\n"
+    assert [f.name for f in split_functions(cpp, "cpp")] == ["operator bool", "B::operator int"]
+
+
+def test_headers_take_the_grammar_with_fewer_errors_and_template_files_are_cpp(tmp_path: Path) -> None:
+    header = "namespace ui {\nclass W {\n  int size() const { return n_; }\n  int n_;\n};\n}\n"
+    (tmp_path / "w.h").write_text(header)
+    (tmp_path / "c.h").write_text("static inline int sq(int x) { return x * x; }\n")
+    for suffix in (".inl", ".ipp", ".tcc", ".cu"):
+        (tmp_path / f"t{suffix}").write_text("template <typename T> T id(T v) { return v; }\n")
+    recs = records_from_input(tmp_path)
+    assert [(Path(r.get("file")).name, r.get("function"), r.lang) for r in recs] == [
+        ("c.h", "sq", "c"), ("t.cu", "id", "cpp"), ("t.inl", "id", "cpp"), ("t.ipp", "id", "cpp"),
+        ("t.tcc", "id", "cpp"), ("w.h", "size", "cpp")]
+
+
+def test_a_file_not_split_cleanly_is_warned_about_and_counted(tmp_path: Path) -> None:
+    (tmp_path / "u.c").write_text(IFDEF_BRACES)
+    (tmp_path / "k.c").write_text(KERNEL_MACROS + "int broken( {\n")
+    from streamguard_pl.predict import SplitTally
+
+    tally = SplitTally()
+    with pytest.warns(UserWarning) as caught:
+        recs = records_from_input(tmp_path, tally)
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == [
+        f"{tmp_path / 'k.c'}: 2 function definitions hold parse errors (lines 3 (my_init), 8 (SYSCALL_DEFINE3)) and "
+        f"1 error regions lie outside any definition (lines 12): scored as split, bounds approximate",
+        f"{tmp_path / 'u.c'}: 1 function definitions hold parse errors (lines 1 (first)) and 0 error regions lie "
+        f"outside any definition (lines -): scored as split, bounds approximate"]
+    assert (tally.parse_errors, tally.unsplit) == (3, 1)
+    assert [(r.get("function"), r.get("parse_error")) for r in recs] == [
+        ("my_init", True), ("SYSCALL_DEFINE3", True), ("first", True), ("second", False)]
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sources")
@@ -191,10 +289,63 @@ def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], t
                  "--threshold", "0"]) == 0
     with out.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id"]
+    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id", "truncated", "error"]
     assert [(Path(r["file"]).name, r["function"], int(r["start_line"])) for r in rows] == [
         ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
     assert all(r["label"] == "1" and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)  # threshold 0
+
+
+LONG_FN = "void long_fn(int *p) {\n" + "".join(f"  p[{i}] = p[{i + 1}] * 2;\n" for i in range(300)) + "}\n"
+DEEP_FN = "void deep(int x) {\n" + "if (x) {\n" * 1200 + "}\n" * 1200 + "}\n"
+
+
+def test_predict_rows_say_truncated_and_why_unscored_and_the_summary_counts_them(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.c").write_text(A_C)
+    (src / "b_long.c").write_text(LONG_FN)   # > 128 tokens and > 1000 graph nodes
+    (src / "c_deep.c").write_text(DEEP_FN)   # too deep for the graph builder's CFG pass
+    out = tmp_path / "scores.csv"
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src), "--output", str(out),
+                 "--on-error", "skip"]) == 0
+    with out.open(newline="") as handle:
+        rows = {r["function"]: r for r in csv.DictReader(handle)}
+    graphs = not checkpoint.parent.parent.name.startswith("fit_transformer")
+    assert [rows[f]["truncated"] for f in ("copy_name", "twice", "long_fn")] == ["False", "False", "True"]
+    deep = rows["deep"]
+    if graphs:  # gnn, and fusion (missing_graph: drop): listed unscored with the graph builder's reason
+        assert (deep["probability"], deep["label"], deep["truncated"]) == ("", "", "")
+        assert deep["error"] == "statements nested too deeply for the CFG pass"
+    else:
+        assert (deep["truncated"], deep["error"]) == ("True", "") and 0 <= float(deep["probability"]) <= 1
+    flagged = sum(r["label"] == "1" for r in rows.values())
+    summary = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[predict]")]
+    assert summary == [f"[predict] 4 functions ({int(graphs)} unscored, {2 - int(graphs)} truncated), {flagged} flagged "
+                       f"vulnerable at cut 0.5 (default); 0 definitions with parse errors, 0 error regions outside any "
+                       f"definition -> {out}"]
+    assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src / "a.c"), "--threshold", "0.25"]) == 0
+    assert re.search(r"at cut 0\.25 \(--threshold\); .* -> stdout$", capsys.readouterr().err.strip())
+
+
+def test_a_folder_without_sources_and_an_output_in_a_missing_folder_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "jdir").mkdir()
+    (tmp_path / "jdir" / "a.jsonl").write_text(json.dumps({"id": "x", "func": "int f(void) { return 0; }"}) + "\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no C/C\+\+ source files under .*jdir \(suffixes: .*\.c .*\); its 1 "
+                                                r"\.jsonl files are read only when given to --input themselves"):
+        records_from_input(tmp_path / "jdir")
+    with pytest.raises(FileNotFoundError, match=r"no C/C\+\+ source files under .*empty \(suffixes: [^;]*\)$"):
+        records_from_input(tmp_path / "empty")
+    # checked before the checkpoint is even loaded (it does not exist here), so before any scoring
+    args = ["predict", "--ckpt", str(tmp_path / "none.ckpt"), "--input", str(tmp_path / "empty")]
+    assert main([*args, "--output", str(tmp_path / "nodir" / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"streamguard predict: error: output folder not found: {tmp_path / 'nodir'}" in err and "Traceback" not in err
+    assert main([*args, "--output", str(tmp_path / "jdir")]) == 2
+    assert f"error: --output {tmp_path / 'jdir'} is a folder" in capsys.readouterr().err
 
 
 def test_a_run_with_a_named_tokenizer_scores_unlabelled_records_without_its_training_data(

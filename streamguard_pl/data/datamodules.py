@@ -345,6 +345,11 @@ class CodeDataModule(L.LightningDataModule):
         self._predict_records = list(records)
         self.datasets.pop("predict", None)
 
+    def predict_outcomes(self) -> tuple[dict[str, str], set[str]]:
+        """After `trainer.predict`: why records got no features (reason by id), and the ids whose features
+        were cut to the model's limit (tokens, nodes); `streamguard predict` reports both per row."""
+        return {}, set()
+
     # ---- features and loaders ----------------------------------------------------------------
     @property
     def output_dir(self) -> Path:
@@ -499,6 +504,9 @@ class GraphDataModule(CodeDataModule):
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs)}
 
+    def predict_outcomes(self) -> tuple[dict[str, str], set[str]]:
+        return self.graph_features.outcomes("predict")
+
     def after_build(self) -> None:
         if not self._scoring_only():  # a test on other data must not replace the run's train statistics
             write_graph_artifacts(self, self.graph_features)
@@ -571,6 +579,9 @@ class TokenDataModule(CodeDataModule):
 
     def build_dataset(self, records: list[CodeRecord], split: str) -> Dataset:
         return self.token_features.build(records, split)
+
+    def predict_outcomes(self) -> tuple[dict[str, str], set[str]]:
+        return {}, self.token_features.overlong(self._predict_records or [])
 
     def _collate(self) -> Any:
         return self.token_features.collator(self.hparams.pad_to_multiple_of, self.hparams.fixed_padding)
@@ -662,6 +673,10 @@ class FusionDataModule(TokenDataModule):
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "missing_graphs": dict(self.missing_graphs),
                 "missing_graph_policy": self.hparams.missing_graph}
+
+    def predict_outcomes(self) -> tuple[dict[str, str], set[str]]:
+        failed, cut = self.graph_features.outcomes("predict")
+        return failed, cut | super().predict_outcomes()[1]
 
     def make_loader(self, split: str, train: bool) -> DataLoader:
         return token_loader(self, self.datasets[split], train, FusionCollator(self._collate()))

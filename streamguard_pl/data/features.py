@@ -18,7 +18,7 @@ from torch_geometric.data import Batch, Data
 
 from .graphs import RAW_TOKEN_IDS, GraphBuilder, GraphBuildStats, GraphConfig, build_graphs, graph_statistics
 from .records import CodeRecord
-from .tokens import PadCollator, TokenDataset, encode_records_cached, get_tokenizer
+from .tokens import PadCollator, TokenDataset, encode_records_cached, encode_untruncated, get_tokenizer
 from .vocab import TokenVocabulary
 
 
@@ -83,6 +83,11 @@ class GraphFeatures:
         self.graphs[split] = graphs
         return graphs
 
+    def outcomes(self, split: str) -> tuple[dict[str, str], set[str]]:
+        """Why records of `split` got no graph (reason by id), and the ids whose graph was cut to `max_nodes`."""
+        failed = {f["id"]: f["reason"] for f in self.stats[split].failed}
+        return failed, {g.rid for g in self.graphs[split] if int(g.truncated)}
+
     def statistics(self) -> dict[str, Any]:
         out = graph_statistics({k: v for k, v in self.graphs.items() if k != "predict"},
                                {k: v for k, v in self.stats.items() if k != "predict"})
@@ -136,6 +141,12 @@ class TokenFeatures:
         ids = encode_records_cached(self.tokenizer, self._as_tokenized(records), self.max_length, self.truncation, cache,
                                     split)
         return TokenDataset(ids, [r.target for r in records], [r.id for r in records])
+
+    def overlong(self, records: Sequence[CodeRecord]) -> set[str]:
+        """Ids of the records longer than `max_length` tokens: the model reads only their head (and tail)."""
+        texts = [r.func for r in self._as_tokenized(records)]
+        lengths = [len(ids) for ids in encode_untruncated(self.tokenizer, texts)] if texts else []
+        return {r.id for r, n in zip(records, lengths) if n > self.max_length}
 
     def collator(self, pad_to_multiple_of: int | None, fixed_padding: bool) -> PadCollator:
         fixed = self.max_length if fixed_padding else None

@@ -743,12 +743,40 @@ class _CFG:
         return self.seq(self.body_items(i))
 
 
+def make_parsers() -> dict[str, tree_sitter.Parser]:
+    """One parser per grammar (C objects: each builder or worker makes its own)."""
+    return {name: tree_sitter.Parser(_LANGUAGES[name]) for name in LANGS}
+
+
+def count_errors(tree: tree_sitter.Tree, lang: str) -> int:
+    """ERROR and MISSING nodes of a tree: how badly a grammar fits the text."""
+    if not tree.root_node.has_error:
+        return 0
+    caps = tree_sitter.QueryCursor(_GRAMMARS[lang].error_query).captures(tree.root_node)
+    return sum(len(v) for v in caps.values())
+
+
+def parse_either(parsers: dict[str, tree_sitter.Parser], src: bytes) -> tuple[tree_sitter.Tree, str, int]:
+    """Tree, grammar and error count of text whose language is unknown (`lang: auto`, a `.h` file).
+
+    C first, as most such text is C; C++ is tried only where C's tree has errors and kept where it
+    has fewer (namespaces, classes and templates are errors to the C grammar).
+    """
+    tree = parsers["c"].parse(src)
+    if not tree.root_node.has_error:
+        return tree, "c", 0
+    n_c = count_errors(tree, "c")
+    tree_cpp = parsers["cpp"].parse(src)
+    n_cpp = count_errors(tree_cpp, "cpp")
+    return (tree_cpp, "cpp", n_cpp) if n_cpp < n_c else (tree, "c", n_c)
+
+
 class GraphBuilder:
     """Turns one function's source into a typed PyG graph (see the module doc for nodes and edges)."""
 
     def __init__(self, config: GraphConfig = GraphConfig()) -> None:
         self.config = config
-        self._parsers = {name: tree_sitter.Parser(_LANGUAGES[name]) for name in LANGS}
+        self._parsers = make_parsers()
         fams = config.edge_types
         self._family_id = {name: k for k, name in enumerate(fams)}
 
@@ -759,13 +787,6 @@ class GraphBuilder:
         self.__init__(state["config"])
 
     # parsing -----------------------------------------------------------------------------------
-    @staticmethod
-    def _count_errors(tree: tree_sitter.Tree, lang: str) -> int:
-        if not tree.root_node.has_error:
-            return 0
-        caps = tree_sitter.QueryCursor(_GRAMMARS[lang].error_query).captures(tree.root_node)
-        return sum(len(v) for v in caps.values())
-
     def _parse(self, func: str, lang: str | None) -> tuple[tree_sitter.Tree, bytes, str, int]:
         if not isinstance(func, str):
             raise GraphBuildError(f"func must be a str, got {type(func).__name__}")
@@ -775,14 +796,9 @@ class GraphBuilder:
         chosen = self.config.lang if self.config.lang != "auto" else _normalize_lang(lang)
         if chosen is not None:
             tree = self._parsers[chosen].parse(src)
-            return tree, src, chosen, self._count_errors(tree, chosen)
-        tree = self._parsers["c"].parse(src)
-        if not tree.root_node.has_error:
-            return tree, src, "c", 0
-        n_c = self._count_errors(tree, "c")
-        tree_cpp = self._parsers["cpp"].parse(src)
-        n_cpp = self._count_errors(tree_cpp, "cpp")
-        return (tree_cpp, src, "cpp", n_cpp) if n_cpp < n_c else (tree, src, "c", n_c)
+            return tree, src, chosen, count_errors(tree, chosen)
+        tree, chosen, n_errors = parse_either(self._parsers, src)
+        return tree, src, chosen, n_errors
 
     def parse(self, func: str, lang: str | None = None) -> tree_sitter.Tree:
         """The tree ``build`` would use (same language choice): the floor the benchmark compares to."""

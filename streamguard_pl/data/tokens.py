@@ -257,6 +257,14 @@ def _special_layout(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     raise ValueError(f"cannot locate the text between the special tokens of {type(tokenizer).__name__}")
 
 
+def encode_untruncated(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Ids with special tokens, whole: what truncation starts from, and how long each text really is."""
+    return tokenizer(
+        list(texts), add_special_tokens=True, padding=False, truncation=False, verbose=False,
+        return_attention_mask=False, return_token_type_ids=False,
+    )["input_ids"]
+
+
 def encode_texts(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
@@ -283,10 +291,7 @@ def encode_texts(
         raise ValueError(f"max_length={max_length} leaves no room next to {n_pre + n_post} special tokens")
     if not texts:
         return []
-    encoded = tokenizer(
-        list(texts), add_special_tokens=True, padding=False, truncation=False, verbose=False,
-        return_attention_mask=False, return_token_type_ids=False,
-    )["input_ids"]
+    encoded = encode_untruncated(tokenizer, texts)
     n_head = int(budget * head_fraction) if truncation == "head_tail" else budget
     n_tail = budget - n_head
     out: list[list[int]] = []

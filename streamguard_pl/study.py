@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import OptionError
+from .errors import InputNotFoundError, OptionError
 from .jsonsafe import atomic_write_json, atomic_write_text, read_json
 from .locations import repo_root
 
@@ -46,7 +46,8 @@ def plan_runs(models: Sequence[str], seeds: Sequence[int], config_dir: Path, out
             for model in order:
                 cfg = config_dir / f"{model}.yaml"
                 if not cfg.is_file():
-                    raise FileNotFoundError(f"no config for model {model!r}: {cfg}")
+                    raise InputNotFoundError(f"--config-dir {config_dir} has no config for model {model!r}: {cfg} "
+                                             f"not found")
                 run_dir = output_dir / model / f"seed_{seed}"
                 if fold is not None:
                     run_dir = run_dir / f"fold_{fold}"
@@ -207,6 +208,8 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
     cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_validation=True)
     cli.share_config("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    # Read before testing: loading best.ckpt restores CollapseDetection's state of that (earlier) epoch.
+    collapsed = _collapsed(cli.trainer)
     ckpt = cli.trainer.checkpoint_callback
     best = getattr(ckpt, "best_model_path", "") or None
     tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)
@@ -214,7 +217,7 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
     result = {
         "model": spec.model, "seed": spec.seed, "fold": spec.fold,
         # A collapsed run is finished too (CollapseDetection stopped it); the flag says so.
-        "status": "completed", "collapsed": _collapsed(cli.trainer),
+        "status": "completed", "collapsed": collapsed,
         "test": metrics, "best_checkpoint": best,
         # Named by what the checkpoint callback monitored (val/accuracy on Devign, val/f1 on Juliet).
         "monitor": getattr(ckpt, "monitor", None),
@@ -284,11 +287,21 @@ def _collapsed(trainer: Any) -> bool:
     return any(getattr(cb, "collapsed", False) for cb in trainer.callbacks)
 
 
-def _stats(values: list[float]) -> dict[str, float | None]:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return {"mean": None, "std": None}
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+def _value(result: dict[str, Any], metric: str) -> float | None:
+    """A run's test metric, None when it is missing, null or NaN (a run without it, not a zero)."""
+    value = result["test"].get(metric)
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _stats(values: list[float | None]) -> dict[str, float | int | None]:
+    """Mean and std over the runs that have the metric (n of them); one value has no std."""
+    vals = [v for v in values if v is not None]
+    return {"mean": statistics.fmean(vals) if vals else None,
+            "std": statistics.stdev(vals) if len(vals) > 1 else None, "n": len(vals)}
+
+
+def _tag(result: dict[str, Any]) -> str:
+    return f"seed {result['seed']}" + (f" fold {result['fold']}" if result.get("fold") is not None else "")
 
 
 #: Arguments that differ between the runs of one study by design: the seed, the fold, and the part
@@ -317,8 +330,7 @@ def _warn_mixed_recipes(model: str, runs: list[dict[str, Any]]) -> None:
     for r in runs:
         recipe = _recipe(r)
         if recipe is not None:
-            tag = f"seed {r['seed']}" + (f" fold {r['fold']}" if r.get("fold") is not None else "")
-            recipes.setdefault(recipe, []).append(tag)
+            recipes.setdefault(recipe, []).append(_tag(r))
     if len(recipes) > 1:
         shared = set.intersection(*(set(k) for k in recipes))
         ways = "; ".join(f"{', '.join(tags)}: {' '.join(a for a in k if a not in shared) or 'the shared settings only'}"
@@ -328,26 +340,46 @@ def _warn_mixed_recipes(model: str, runs: list[dict[str, Any]]) -> None:
 
 
 def summarise(output_dir: Path, models: Sequence[str] | None = None) -> dict[str, Any]:
-    """Aggregate every run_result.json under output_dir into production_summary.json."""
-    results = [read_json(p) for p in sorted(output_dir.glob(f"*/seed_*/**/{RUN_RESULT}"))]
-    results = [r for r in results if models is None or r["model"] in models]
+    """Aggregate every run_result.json under output_dir into production_summary.json.
+
+    Each metric's mean and std are over the runs that have it (`n`; `missing` names the others). The
+    best seed is the best test F1 among the runs that did not collapse: a collapsed run's best.ckpt
+    is from before the collapse, but the run is no recipe to pick.
+    """
+    paths = sorted(output_dir.glob(f"*/seed_*/**/{RUN_RESULT}"))
+    if not paths:  # a mistyped folder must not get an empty report saying "Best model: None"
+        raise InputNotFoundError(f"no {RUN_RESULT} found under {output_dir} (in <model>/seed_<n>/): "
+                                 f"give the --output-dir of a study")
+    results = [r for r in map(read_json, paths) if models is None or r["model"] in models]
     per_model: dict[str, Any] = {}
     for model in [m for m in MODELS if any(r["model"] == m for r in results)]:
         runs = [r for r in results if r["model"] == model]
-        entry: dict[str, Any] = {m: _stats([r["test"].get(m) for r in runs]) for m in METRICS}
-        best = max(runs, key=lambda r: r["test"].get("f1", float("-inf")))
+        entry: dict[str, Any] = {}
+        for metric in METRICS:
+            values = [_value(r, metric) for r in runs]
+            entry[metric] = {**_stats(values), "missing": [_tag(r) for r, v in zip(runs, values) if v is None]}
+        candidates = [r for r in runs if not r.get("collapsed") and _value(r, "f1") is not None]
+        best = max(candidates, key=lambda r: _value(r, "f1")) if candidates else {}
         entry.update(
             seeds=sorted({r["seed"] for r in runs}), n_runs=len(runs),
             collapsed_runs=sum(bool(r.get("collapsed")) for r in runs),
-            best_seed=best["seed"], best_f1=best["test"].get("f1"), best_checkpoint=best.get("best_checkpoint"),
-            runs=[{"seed": r["seed"], "fold": r.get("fold"), **r["test"]} for r in runs],
+            collapsed=[_tag(r) for r in runs if r.get("collapsed")],
+            best_seed=best.get("seed"), best_f1=best.get("test", {}).get("f1"),
+            best_checkpoint=best.get("best_checkpoint"),
+            runs=[{"seed": r["seed"], "fold": r.get("fold"), "collapsed": bool(r.get("collapsed")), **r["test"]}
+                  for r in runs],
         )
         per_model[model] = entry
         _warn_mixed_recipes(model, runs)
-    ranked = sorted(per_model, key=lambda m: per_model[m]["f1"]["mean"] or float("-inf"), reverse=True)
+    # `is None`, not `or`: a mean F1 of 0.0 is a result, and must not rank with the models without one
+    ranked = sorted(per_model, key=lambda m: _or_lowest(per_model[m]["f1"]["mean"]), reverse=True)
     summary = {"models": per_model, "best_model": ranked[0] if ranked else None, "metrics": list(METRICS)}
     atomic_write_json(output_dir / "production_summary.json", summary)
     return summary
+
+
+def _or_lowest(value: float | None) -> float:
+    return float("-inf") if value is None else value
 
 
 def write_report(output_dir: Path, summary: dict[str, Any]) -> Path:
@@ -355,12 +387,24 @@ def write_report(output_dir: Path, summary: dict[str, Any]) -> Path:
 
     plots = [plot_metrics_comparison(output_dir, summary), plot_training_curves(output_dir, list(summary["models"]))]
     lines = ["# streamguard study report", "", f"Best model by mean test F1: **{summary['best_model']}**", "",
-             "| model | runs | " + " | ".join(METRICS) + " | best seed (F1) |",
-             "|---|---|" + "---|" * len(METRICS) + "---|"]
+             "| model | runs | " + " | ".join(METRICS) + " | best seed (F1) | collapsed |",
+             "|---|---|" + "---|" * len(METRICS) + "---|---|"]
+    notes = []
     for model, entry in summary["models"].items():
-        cells = [_fmt(entry[m]) for m in METRICS]
-        lines.append(f"| {model} | {entry['n_runs']} | " + " | ".join(cells) + f" | {entry['best_seed']} ({_num(entry['best_f1'])}) |")
-    lines += ["", "Mean ± std over seeds (and folds) on the test split.", ""]
+        cells = [_fmt(entry[m], entry["n_runs"]) for m in METRICS]
+        best = "n/a" if entry["best_seed"] is None else f"{entry['best_seed']} ({_num(entry['best_f1'])})"
+        lines.append(f"| {model} | {entry['n_runs']} | " + " | ".join(cells) + f" | {best} | "
+                     f"{', '.join(entry['collapsed']) or 'none'} |")
+        missing: dict[str, list[str]] = {}
+        for metric in METRICS:
+            for tag in entry[metric]["missing"]:
+                missing.setdefault(tag, []).append(metric)
+        notes += [f"- {model} {tag}: no {', '.join(metrics)}" for tag, metrics in missing.items()]
+    lines += ["", "Mean ± std over seeds (and folds) on the test split, over the runs that have the metric "
+              "((n=k) when fewer than the model's runs; – : no std from one value). A collapsed run "
+              "(CollapseDetection stopped it) counts in the means but is never the best seed.", ""]
+    if notes:
+        lines += ["Runs without a metric (missing, null or NaN in their run_result.json):", *notes, ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots if p is not None]
     report = output_dir / "production_report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
@@ -371,14 +415,36 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def _fmt(s: dict[str, float | None]) -> str:
-    return "n/a" if s["mean"] is None else f"{s['mean']:.4f} ± {s['std']:.4f}"
+def _fmt(s: dict[str, Any], runs: int | None = None) -> str:
+    """`mean ± std`, `–` for the std of one value, `(n=k)` when only k of the model's runs have the metric."""
+    if s["mean"] is None:
+        return "n/a"
+    n = s.get("n")
+    return (f"{s['mean']:.4f} ± {'–' if s['std'] is None else format(s['std'], '.4f')}"
+            + (f" (n={n})" if runs is not None and n is not None and n < runs else ""))
+
+
+#: What the study sets for each run, and the study option for it: overridden after `--`, every
+#: "seed" would be the same run, or all runs would share one folder or fold.
+_STUDY_SETS = {"--seed_everything": "--seeds", "--trainer.default_root_dir": "--output-dir",
+               "--trainer.logger.save_dir": "--output-dir", "--data.fold": "--folds", "--data.num_folds": "--folds"}
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuses an override of what the study sets per run, as `--x v` or `--x=v`, with or without `.init_args`."""
+    for arg in overrides:
+        name = arg.split("=", 1)[0].replace(".init_args.", ".")
+        if name in _STUDY_SETS:
+            raise OptionError(f"{arg.split('=', 1)[0]} cannot be overridden after --: the study sets it for each "
+                              f"run (use {_STUDY_SETS[name]})")
 
 
 def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, output_dir: Path,
               folds: int | None = None, data_dir: str | None = None, overrides: Sequence[str] = ()) -> Path:
+    check_overrides(overrides)
+    plan = plan_runs(models, seeds, config_dir, output_dir, folds)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for spec in plan_runs(models, seeds, config_dir, output_dir, folds):
+    for spec in plan:
         tag = f"{spec.model} seed={spec.seed}" + (f" fold={spec.fold}" if spec.fold is not None else "")
         if run_is_complete(spec.run_dir):
             check_reusable(spec, data_dir, folds, overrides)

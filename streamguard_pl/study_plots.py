@@ -1,6 +1,7 @@
 """Study plots: metric box plots per model and training curves read back from TensorBoard events."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ def plot_metrics_comparison(output_dir: Path, summary: dict[str, Any]) -> Path |
     metrics = summary["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        data = [[r[metric] for r in summary["models"][m]["runs"] if r.get(metric) is not None] for m in models]
+        data = [[r[metric] for r in summary["models"][m]["runs"]
+                 if r.get(metric) is not None and not math.isnan(r[metric])] for m in models]
         ax.boxplot(data, tick_labels=models)
         ax.set_title(metric)
         ax.tick_params(axis="x", rotation=30)
@@ -42,7 +44,8 @@ def read_scalars(run_dir: Path, tags: tuple[str, ...] = CURVE_TAGS) -> dict[str,
 
 
 def plot_training_curves(output_dir: Path, models: list[str]) -> Path | None:
-    """Validation F1 and losses per model, one line per seed."""
+    """Validation F1 and losses per model, one line per seed, each point marked: a one-epoch run
+    (the fusion configs) has one point per curve, which a line without markers does not draw."""
     fig, axes = plt.subplots(1, len(CURVE_TAGS), figsize=(4.2 * len(CURVE_TAGS), 3.6), squeeze=False)
     drew = False
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -53,7 +56,7 @@ def plot_training_curves(output_dir: Path, models: list[str]) -> Path | None:
             for ax, (tag, points) in zip(axes[0], _ordered(read_scalars(run_dir))):
                 if points:
                     steps, values = zip(*points)
-                    ax.plot(steps, values, color=colours[i % len(colours)], alpha=0.8,
+                    ax.plot(steps, values, color=colours[i % len(colours)], alpha=0.8, marker="o", markersize=3,
                             label=f"{model} {run_dir.relative_to(output_dir / model).as_posix()}")
                     ax.set_title(tag)
                     drew = True

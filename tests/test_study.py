@@ -316,3 +316,142 @@ def test_a_run_another_study_process_is_training_is_not_moved_aside(tmp_path: Pa
         rival.wait()
     aside = set_aside_earlier_attempt(spec)  # the process is gone: a killed run, moved aside
     assert aside == tmp_path / "out" / "gnn" / "previous_attempts" / "seed_3" and not spec.run_dir.exists()
+
+
+#: A learning rate this high sends the tiny GNN on the config's embedded corpus to one class in validation:
+#: CollapseDetection stops the run after three such epochs (seed 2), while best.ckpt is from before.
+COLLAPSING = ["--trainer.max_epochs", "5", "--trainer.limit_train_batches", "4", "--model.init_args.lr", "1e4"]
+
+
+@pytest.fixture(scope="module")
+def collapsed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("collapsed")
+    _run(["study", "--models", "gnn", "--seeds", "2", "--config-dir", str(CONF), "--output-dir", str(out),
+          "--", *COLLAPSING])
+    return out
+
+
+def test_a_collapsed_run_is_reported_collapsed(collapsed_run: Path) -> None:
+    # Once, testing best.ckpt restored CollapseDetection's pre-collapse state and the flag read False.
+    run = collapsed_run / "gnn" / "seed_2"
+    assert _json(run / "collapse_report.json")["collapsed"] is True
+    result = _json(run / "run_result.json")
+    assert result["collapsed"] is True
+    entry = _json(collapsed_run / "production_summary.json")["models"]["gnn"]
+    assert entry["collapsed_runs"] == 1 and entry["collapsed"] == ["seed 2"]
+    assert entry["best_seed"] is None and entry["best_checkpoint"] is None  # the only run collapsed: no best seed
+    assert entry["runs"][0]["collapsed"] is True
+    report = (collapsed_run / "production_report.md").read_text()
+    assert "| best seed (F1) | collapsed |" in report and report.count(" | n/a | seed 2 |") == 1
+
+
+def test_a_study_run_has_one_hparams_session_with_the_best_epochs_val_and_the_test_metrics(collapsed_run: Path) -> None:
+    # Once the fit and the test each wrote a session (val only, then test only); TensorBoard shows a
+    # run's first, so the test columns never appeared, and hp/val/* were the last epoch's.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run = collapsed_run / "gnn" / "seed_2"
+    result = _json(run / "run_result.json")
+    experiments = [plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content).experiment
+                   for f in sorted(run.glob("events.out.tfevents.*")) for event in EventFileLoader(str(f)).Load()
+                   for v in event.summary.value if v.tag == "_hparams_/experiment"]
+    assert len(experiments) == 1
+    assert {m.name.tag for m in experiments[0].metric_infos} == {f"hp/{s}/{m}" for s in ("val", "test")
+                                                                 for m in ("f1", "accuracy", "auroc")}
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("hp/val/f1")] == [pytest.approx(result["best_val_score"])]
+    assert [e.value for e in acc.Scalars("hp/test/f1")] == [pytest.approx(result["test"]["f1"])]
+
+
+@pytest.mark.parametrize("override", [["--seed_everything", "5"], ["--seed_everything=5"],
+                                      ["--trainer.default_root_dir", "x"], ["--trainer.logger.init_args.save_dir=x"],
+                                      ["--trainer.logger.save_dir", "x"], ["--data.init_args.fold", "1"],
+                                      ["--data.init_args.num_folds=3"], ["--data.fold", "1"]])
+def test_overrides_of_what_the_study_sets_per_run_are_refused(override: list[str], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # `-- --seed_everything 5` once made every "seed" the same run: ± 0.0000 over 2 seeds.
+    monkeypatch.chdir(tmp_path)  # an accepted relative folder ("x") lands here
+    out = tmp_path / "out"
+    assert main(["study", "--models", "gnn", "--seeds", "1", "2", "--config-dir", str(CONF),
+                 "--output-dir", str(out), "--", "--model.init_args.lr", "0.1", *override]) == 2
+    err = capsys.readouterr().err
+    name = override[0].split("=")[0]
+    assert err.startswith(f"streamguard study: error: {name} cannot be overridden after --: the study sets it "
+                          "for each run (use --") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_config_dir_without_a_models_config_is_a_one_line_error(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    confs = tmp_path / "conf"
+    confs.mkdir()
+    shutil.copy(CONF / "gnn.yaml", confs / "gnn.yaml")
+    out = tmp_path / "out"
+    assert main(["study", "--models", "gnn", "transformer", "--config-dir", str(confs), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"streamguard study: error: --config-dir {confs} has no config for model 'transformer': "
+                   f"{confs / 'transformer.yaml'} not found\n")
+    assert not out.exists()
+
+
+def test_report_on_a_folder_without_runs_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "typo_dir"
+    assert main(["report", "--output-dir", str(typo)]) == 2
+    assert capsys.readouterr().err == (f"streamguard report: error: no run_result.json found under {typo} "
+                                       "(in <model>/seed_<n>/): give the --output-dir of a study\n")
+    assert not typo.exists()
+
+
+def test_summary_and_report_count_what_each_metric_is_over(tmp_path: Path) -> None:
+    from streamguard_pl.study import RUN_RESULT, summarise, write_report
+
+    def put(model: str, seed: int, collapsed: bool = False, **test: float | None) -> None:
+        run = tmp_path / model / f"seed_{seed}"
+        run.mkdir(parents=True)
+        (run / RUN_RESULT).write_text(json.dumps({"model": model, "seed": seed, "fold": None, "status": "completed",
+                                                  "collapsed": collapsed, "test": test}))
+
+    full = {"precision": 0.5, "recall": 0.5}
+    put("gnn", 1, f1=0.5, accuracy=0.6, auroc=0.6, **full)
+    put("gnn", 2, collapsed=True, f1=0.9, accuracy=0.95, auroc=0.7, **full)  # best F1, but collapsed
+    put("gnn", 3, f1=None, accuracy=float("nan"), **full)  # f1 null once crashed summarise; NaN, no auroc
+    put("transformer", 1, f1=None, accuracy=0.5, auroc=0.5, **full)
+    put("fusion", 1, f1=0.0, accuracy=0.5, auroc=0.5, **full)
+    summary = summarise(tmp_path)
+    gnn = summary["models"]["gnn"]
+    assert gnn["f1"] == {"mean": pytest.approx(0.7), "std": pytest.approx(statistics.stdev([0.5, 0.9])), "n": 2,
+                         "missing": ["seed 3"]}
+    assert gnn["accuracy"]["n"] == 2 and gnn["auroc"]["missing"] == ["seed 3"] and gnn["precision"]["n"] == 3
+    assert (gnn["best_seed"], gnn["best_f1"], gnn["collapsed"]) == (1, 0.5, ["seed 2"])
+    assert summary["models"]["fusion"]["f1"] == {"mean": 0.0, "std": None, "n": 1, "missing": []}  # one run: no std
+    assert summary["best_model"] == "gnn"
+    report = (write_report(tmp_path, summary)).read_text()
+    assert "| gnn | 3 | 0.7000 ± 0.2828 (n=2) | 0.7750 ± 0.2475 (n=2) | 0.5000 ± 0.0000 |" in report
+    assert "| 1 (0.5000) | seed 2 |" in report
+    assert "- gnn seed 3: no f1, accuracy, auroc" in report
+    assert "| transformer | 1 | n/a | 0.5000 ± – |" in report and "| n/a | none |" in report
+    assert "| fusion | 1 | 0.0000 ± – |" in report
+    # a mean F1 of 0.0 is a result: it ranks above a model without one (`or -inf` once tied them)
+    assert summarise(tmp_path, models=["transformer", "fusion"])["best_model"] == "fusion"
+
+
+def test_training_curves_mark_each_point(study: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # One-epoch runs have one point per curve; a line without markers drew nothing of it.
+    from matplotlib.figure import Figure
+
+    from streamguard_pl.study_plots import plot_training_curves
+
+    saved: list[Figure] = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig), save(fig, *a, **k))[1])
+    assert plot_training_curves(study[0], list(MODELS)) == study[0] / "training_curves.png"
+    (fig,) = saved
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    assert len(lines) >= len(MODELS) * len(SEEDS) and all(line.get_marker() == "o" for line in lines)
+    f1_lines = fig.axes[0].get_lines()
+    assert fig.axes[0].get_title() == "val/f1" and len(f1_lines) == len(MODELS) * len(SEEDS)
+    assert all(len(line.get_xydata()) == 1 for line in f1_lines)  # one epoch, one point each

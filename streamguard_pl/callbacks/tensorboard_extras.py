@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import BinaryConfusionMatrix
 
@@ -18,7 +19,15 @@ FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accurac
 
 class TensorBoardExtras(Callback):
     """Each validation epoch: `val/pr_curve` and a `val/confusion_matrix` image; at the end, hparams
-    together with the final metrics so runs compare side by side in TensorBoard's HPARAMS tab.
+    together with the run's result so runs compare side by side in TensorBoard's HPARAMS tab.
+
+    The result is that of the checkpoint a run is tested and used with: `hp/val/f1`, `hp/val/accuracy`,
+    `hp/val/auroc` are the validation metrics of the epoch whose checkpoint the ModelCheckpoint kept as
+    best (the first epoch with its best monitored score), not the last epoch's; without a monitoring
+    ModelCheckpoint (or when its best epoch was before a resume) they are the last validation's. They
+    are logged at fit end, `hp/test/*` at the end of a test. The run has one hparams session, written
+    with the first of them and declaring all six: TensorBoard keeps a run's first session record, so a
+    second one (a test after the fit) would never show, and its test columns would stay hidden.
 
     The confusion matrix is drawn at `threshold`, or by default at the model's own decision cut
     (its `decision_threshold`, which `tune_threshold` moves every epoch), so the image shows the
@@ -33,6 +42,8 @@ class TensorBoardExtras(Callback):
         self._labels: list[torch.Tensor] = []
         self.last_cut: float | None = None
         self.last_confusion: torch.Tensor | None = None
+        self._val_history: list[dict[str, float]] = []
+        self._session_written = False
 
     @staticmethod
     def _tb(trainer: L.Trainer) -> Any:
@@ -65,8 +76,17 @@ class TensorBoardExtras(Callback):
         buffer = getattr(pl_module, "decision_threshold", None)
         return float(buffer) if buffer is not None else 0.5
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_history, self._session_written = [], False
+
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            # Every validation's metrics (and the monitored value, maybe no val/ metric) in order:
+            # at fit end, the best checkpoint's are found among them.
+            monitor = getattr(trainer.checkpoint_callback, "monitor", None)
+            self._val_history.append({k: float(v) for k, v in trainer.callback_metrics.items()
+                                      if (k.startswith("val/") and k in FINAL_METRICS) or k == monitor})
         tb = self._tb(trainer)
         if tb is None or not self._probs or trainer.sanity_checking:
             return
@@ -80,19 +100,44 @@ class TensorBoardExtras(Callback):
         fig, _ = cm.plot(labels=["benign", "vulnerable"])
         tb.add_figure("val/confusion_matrix", fig, global_step=step, close=True)
 
+    def _best_validation(self, trainer: L.Trainer) -> dict[str, float]:
+        """The val metrics of the best checkpoint's validation, else of the last one (see the class doc)."""
+        ckpt = trainer.checkpoint_callback
+        monitor, score = getattr(ckpt, "monitor", None), getattr(ckpt, "best_model_score", None)
+        if monitor and score is not None:
+            # ModelCheckpoint replaces its best only on a strictly better score: the first match is it.
+            for metrics in self._val_history:
+                if metrics.get(monitor) == float(score):
+                    return metrics
+        return self._val_history[-1] if self._val_history else {}
+
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log_hparams(trainer, pl_module)
+        best = self._best_validation(trainer)
+        self._log_hparams(trainer, pl_module, {k: v for k, v in best.items() if k in FINAL_METRICS})
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log_hparams(trainer, pl_module)
+        self._log_hparams(trainer, pl_module, {k: float(v) for k, v in trainer.callback_metrics.items()
+                                               if k.startswith("test/") and k in FINAL_METRICS})
 
-    def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # log_hyperparams also writes the metrics as scalars: under their own names they would add a
-        # stray final point at step 0 to the val/f1 ... curves, so the HPARAMS copies get an "hp/" prefix.
+    def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float]) -> None:
+        # Under their own names the HPARAMS copies would add a stray final point to the val/f1 ... curves:
+        # they get an "hp/" prefix.
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                metrics = {f"{HP_PREFIX}{k}": float(v) for k, v in trainer.callback_metrics.items() if k in FINAL_METRICS}
-                if metrics:
-                    logger.log_hyperparams(pl_module.hparams, metrics, step=trainer.global_step)
+            if isinstance(logger, TensorBoardLogger) and metrics:
+                logger.log_metrics({f"{HP_PREFIX}{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+                if not self._session_written:
+                    self._write_session(logger, pl_module, trainer.global_step)
+        self._session_written = self._session_written or bool(metrics)
+
+    def _write_session(self, logger: TensorBoardLogger, pl_module: L.LightningModule, step: int) -> None:
+        """The run's hparams session, declaring every FINAL_METRICS column (their values are the scalars);
+        the params flattened and sanitised as Lightning's own log_hyperparams does."""
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+        from torch.utils.tensorboard.summary import hparams
+
+        params = logger._sanitize_params(_flatten_dict(_convert_params(pl_module.hparams)))
+        writer = logger.experiment._get_file_writer()
+        for summary in hparams(params, {f"{HP_PREFIX}{k}": 0.0 for k in FINAL_METRICS}):
+            writer.add_summary(summary, step)

@@ -51,6 +51,18 @@ def test_nan_loss_stops_within_threshold_and_names_the_steps(tmp_path: Path) -> 
     assert trainer.global_step == 6  # stopped right after the third NaN step, not at max_epochs
 
 
+def test_resuming_a_collapsed_run_says_so_and_trains_no_batch(tmp_path: Path) -> None:
+    cb = CollapseDetection(collapse_threshold=3, warmup_epochs=5)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=3)
+    trainer.fit(TinyClassifier(nan_from_step=3), TinyDataModule())
+    trainer.save_checkpoint(tmp_path / "collapsed.ckpt")
+    resumed = make_trainer(tmp_path / "again", [CollapseDetection(collapse_threshold=3, warmup_epochs=5)], max_epochs=6)
+    with pytest.warns(UserWarning, match=r"resumed from a checkpoint saved after training collapsed \(3 consecutive "
+                                         r"'nan_loss' events\): not training on"):
+        resumed.fit(TinyClassifier(), TinyDataModule(), ckpt_path=tmp_path / "collapsed.ckpt")
+    assert resumed.global_step == trainer.global_step == 6
+
+
 def test_auto_stop_off_records_but_keeps_training(tmp_path: Path) -> None:
     cb = CollapseDetection(collapse_threshold=3, warmup_epochs=5, enable_auto_stop=False)
     trainer = make_trainer(tmp_path, [cb], max_epochs=2)

@@ -128,6 +128,14 @@ class CollapseDetection(Callback):
         if stage == "fit":
             self._reset()
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed checkpoint saved after a collapse restores `collapsed`: the first check would stop
+        # the run after one batch with no word (the warning fires when the flag first turns true).
+        if self.collapsed and self.enable_auto_stop:
+            rank_zero_warn(f"resumed from a checkpoint saved after training collapsed ({self.reason}): not training "
+                           f"on; resume from an earlier checkpoint, or set enable_auto_stop=False to train on anyway")
+            trainer.should_stop = True
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._step = int(trainer.global_step)
         self._grad_norm = None

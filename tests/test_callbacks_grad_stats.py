@@ -53,6 +53,21 @@ def test_summary_matches_manual_norms(tmp_path: Path) -> None:
     assert stats["total"]["num_parameters"] == 8 * 16 + 16 + 16 * 2 + 2
 
 
+def test_a_resumed_run_summarises_every_step(tmp_path: Path) -> None:
+    # Reset at every fit start, the file once covered only the steps after a resume (6 of 12).
+    manual = ManualNorms()
+    first = make_trainer(tmp_path, [GradientStats(), manual], max_epochs=1)
+    first.fit(TinyClassifier(), TinyDataModule())
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    resumed = make_trainer(tmp_path, [GradientStats(), manual], max_epochs=2)
+    resumed.fit(TinyClassifier(), TinyDataModule(), ckpt_path=tmp_path / "epoch1.ckpt")
+    got, ref = _stats(tmp_path)["components"]["head"], manual.norms["head"]
+    assert len(ref) == STEPS and got["steps"] == STEPS
+    assert got["mean"] == pytest.approx(sum(ref) / len(ref), rel=1e-5)
+    assert got["max"] == pytest.approx(max(ref), rel=1e-5) and got["min"] == pytest.approx(min(ref), rel=1e-5)
+    assert got["last"] == pytest.approx(ref[-1], rel=1e-5)
+
+
 def test_frozen_component_counts_zero_gradient_steps(tmp_path: Path) -> None:
     model = TinyClassifier()
     model.body.requires_grad_(False)  # the optimizer still holds it: a "forgotten frozen encoder"

@@ -44,6 +44,16 @@ class _Running:
         self.nonfinite += (~ok).to(torch.float64)
         self.zero += (norm == 0).to(torch.float64) if has_grads else 1.0
 
+    _TENSORS = ("sum", "last", "max", "min", "finite", "zero", "nonfinite")
+
+    def state(self) -> dict[str, Any]:
+        return {**{k: float(getattr(self, k).item()) for k in self._TENSORS}, "steps": self.steps}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for k in self._TENSORS:
+            setattr(self, k, torch.tensor(float(state[k]), dtype=torch.float64, device=self.sum.device))
+        self.steps = int(state["steps"])
+
     def summary(self, num_parameters: int) -> dict[str, Any]:
         finite = int(self.finite.item())
         return {
@@ -73,6 +83,7 @@ class GradientStats(Callback):
         self._components: dict[str, list[torch.nn.Parameter]] = {}
         self._stats: dict[str, _Running] = {}
         self._total_parameters = 0
+        self._restored: dict[str, dict[str, Any]] = {}
 
     def stats_path(self, trainer: L.Trainer) -> Path:
         return (self.dirpath or Path(trainer.default_root_dir)) / STATS_NAME
@@ -85,6 +96,18 @@ class GradientStats(Callback):
         self._components = {name: list(params) for name, params in components.items()}
         self._stats = {name: _Running(pl_module.device) for name in [*self._components, TOTAL]}
         self._total_parameters = sum(p.numel() for p in pl_module.parameters())
+        # A resumed run goes on from the checkpoint's summaries (restored before this hook), so the
+        # file covers every step of the run, not only those after the resume.
+        for name, state in self._restored.items():
+            if name in self._stats:
+                self._stats[name].restore(state)
+        self._restored = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: running.state() for name, running in self._stats.items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict)
 
     def _norm(self, params: list[torch.nn.Parameter], device: torch.device) -> tuple[torch.Tensor, bool]:
         grads = [p.grad for p in params if p.grad is not None]

@@ -165,3 +165,29 @@ def test_validating_an_earlier_checkpoint_after_fit_validates_its_averaged_weigh
 def test_decay_outside_zero_one_is_refused() -> None:
     with pytest.raises(ValueError, match="decay must be in"):
         EMAWeights(decay=1.0)
+
+
+class AverageDevice(Callback):
+    """Where EMAWeights keeps its average while training."""
+
+    def __init__(self, ema: EMAWeights) -> None:
+        self.ema, self.devices = ema, set()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.devices |= {p.device.type for p in self.ema._average_model.parameters()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the average is made on the CPU only on a GPU run")
+def test_a_resumed_gpu_run_keeps_its_average_on_the_gpu(tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
+    # Resuming restores the average before the strategy moves the module to the GPU.
+    dm = GraphDataModule(data_dir=str(tiny_corpus), token_buckets=tiny_gnn["token_buckets"], batch_size=16,
+                         output_dir=str(tmp_path / "run"))
+    model = GNNClassifier(**tiny_gnn)
+    first = quiet_trainer(tmp_path, accelerator="gpu", devices=1, max_epochs=1, callbacks=[EMAWeights(decay=DECAY)])
+    first.fit(model, dm)
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    ema = EMAWeights(decay=DECAY)
+    where = AverageDevice(ema)
+    quiet_trainer(tmp_path, accelerator="gpu", devices=1, max_epochs=2, callbacks=[ema, where]).fit(
+        GNNClassifier(**tiny_gnn), dm, ckpt_path=tmp_path / "epoch1.ckpt")
+    assert where.devices == {"cuda"}

@@ -45,6 +45,10 @@ class EMAWeights(EMAWeightAveraging):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._ensure_average(trainer, pl_module)
+        # Resuming restores the average before the strategy moves the module to its device: made on
+        # the CPU then, it would stay there and cost a host-device copy every step.
+        if self._device is None and self._average_model is not None:
+            self._average_model.to(pl_module.device)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn != TrainerFn.FITTING:

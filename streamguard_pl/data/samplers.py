@@ -29,31 +29,32 @@ def training_seed(data_seed: int) -> int:
     return int(value) if value not in (None, "") else int(data_seed)
 
 
-class EpochRandomSampler(RandomSampler):
+class _EpochSeeded:
+    """Mixin over a torch sampler holding a `generator`: reseeded from (seed, epoch) at every pass."""
+
+    seed: int
+    epoch: int
+    generator: torch.Generator
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
+        return super().__iter__()  # type: ignore[misc]
+
+
+class EpochRandomSampler(_EpochSeeded, RandomSampler):
     """A permutation per (seed, epoch). A RandomSampler, so DDP replaces it with a DistributedSampler."""
 
     def __init__(self, data_source: Sized, seed: int) -> None:
         super().__init__(data_source, generator=torch.Generator())
         self.seed, self.epoch = int(seed), 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[int]:
-        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
-        return super().__iter__()
-
-
-class EpochWeightedSampler(WeightedRandomSampler):
+class EpochWeightedSampler(_EpochSeeded, WeightedRandomSampler):
     """Class-balanced draws (with replacement) per (seed, epoch)."""
 
     def __init__(self, weights: Sequence[float] | torch.Tensor, num_samples: int, seed: int) -> None:
         super().__init__(weights, num_samples, replacement=True, generator=torch.Generator())
         self.seed, self.epoch = int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        self.generator.manual_seed(epoch_seed(self.seed, self.epoch))
-        return super().__iter__()

@@ -349,6 +349,7 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     """
     from jsonargparse import ArgumentParser
 
+    from .cli import features_folder
     from .data.datamodules import CodeDataModule
 
     if not ckpt.is_file():
@@ -365,7 +366,9 @@ def load_run(ckpt: Path, config: Path | None = None) -> tuple[Any, Any]:
     if isinstance(data, dict):
         data = {**data, "init_args": {**data.get("init_args", {}), "output_dir": str(run_dir)}}
     dm = parser.instantiate_classes(parser.parse_object({"data": data})).data
-    dm.load_saved_features(run_dir)  # what it lacks (no saved tokenizer or vocabulary) is fitted on train again
+    # beside the checkpoint when copied with it, else the run folder; what neither holds (no saved
+    # tokenizer or vocabulary) is fitted on train again, in a scratch folder
+    dm.load_saved_features(features_folder(ckpt))
     return model, dm
 
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streamguard_pl.cli import main
 from streamguard_pl.data.records import RecordError
@@ -281,6 +282,31 @@ def test_predict_file_folder_and_jsonl(checkpoint: Path, sources: dict[str, Path
     # the same function text gets the same score however it was given
     assert by_input[1] == pytest.approx(by_input[0], abs=1e-5)
     assert by_input[2] == pytest.approx(by_input[0], abs=1e-5)
+
+
+def test_a_checkpoint_copied_with_its_features_scores_as_in_its_run(checkpoint: Path, sources: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    run = checkpoint.parents[1]
+    moved = tmp_path / "shipped"
+    moved.mkdir()
+    shutil.copy(checkpoint, moved / "model.ckpt")
+    features = [f for f in (run / "tokenizer", run / "token_vocab.json") if f.exists()]
+    # (the tiny GNN hashes its tokens: no features to copy, the checkpoint alone scores)
+    for f in features:
+        (shutil.copytree if f.is_dir() else shutil.copy)(f, moved / f.name)
+    before = {f: (f.stat().st_mtime_ns if f.is_file() else (f / "tokenizer.json").stat().st_mtime_ns) for f in features}
+    # shipped without its training data: only the copied features can give its token ids
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["init_args"]["data_dir"] = str(tmp_path / "no_training_data_here")
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    scores = []
+    for ckpt, extra in ((checkpoint, []), (moved / "model.ckpt", ["--config", str(moved / "config.yaml")])):
+        out = tmp_path / f"{ckpt.stem}.jsonl"
+        assert main(["predict", "--ckpt", str(ckpt), *extra, "--input", str(sources["file"]), "--output", str(out)]) == 0
+        scores.append([json.loads(line)["probability"] for line in out.read_text().splitlines()])
+    assert scores[1] == pytest.approx(scores[0], abs=1e-6) and len(scores[0]) == 2
+    assert {f: (f.stat().st_mtime_ns if f.is_file() else (f / "tokenizer.json").stat().st_mtime_ns)
+            for f in features} == before  # nothing written into the run
 
 
 def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -204,7 +205,11 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
 
     started = time.time()
     args = _cli_args(spec, data_dir, folds, overrides)
-    cli = build_cli(args)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # the study's own arguments are not the run's: LightningCLI
+    try:                                      # warned on every run that it got both
+        cli = build_cli(args)
+    finally:
+        sys.argv = argv
     cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_validation=True)
     cli.share_config("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -468,8 +473,9 @@ def run_study(models: Sequence[str], seeds: Sequence[int], config_dir: Path, out
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[42, 2025, 7])
+    p.add_argument("--models", nargs="+", action="extend", default=None, choices=MODELS,
+                   help=f"default: {' '.join(MODELS)}")
+    _add_seeds(p)
     p.add_argument("--config-dir", type=Path, default=repo_root() / "configs")
     p.add_argument("--output-dir", type=Path, default=Path("outputs"))
     p.add_argument("--folds", type=int, default=None, help="stratified k-fold instead of the fixed split")
@@ -478,8 +484,23 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+DEFAULT_SEEDS = (42, 2025, 7)
+
+
+def _add_seeds(p: argparse.ArgumentParser) -> None:
+    # extend: `--seeds 1 2 --seeds 7` is three seeds (argparse's default keeps the last list only)
+    p.add_argument("--seeds", nargs="+", type=int, action="extend", default=None,
+                   help=f"default: {' '.join(map(str, DEFAULT_SEEDS))}")
+
+
+def _given(values: Sequence[Any] | None, default: Sequence[Any]) -> list[Any]:
+    """Each value once, in the order given (a repeat would only be skipped as already completed)."""
+    return list(dict.fromkeys(values or default))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser("streamguard study").parse_args(argv)
+    args.models, args.seeds = _given(args.models, MODELS), _given(args.seeds, DEFAULT_SEEDS)
     report = run_study(args.models, args.seeds, args.config_dir, args.output_dir, args.folds, args.data_dir, args.overrides)
     print(f"[study] report: {report}")
     return 0
@@ -498,8 +519,9 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     """The README's main job: every model on the embedded corpus at CPU demo size."""
     p = argparse.ArgumentParser(prog="streamguard demo", description=demo_main.__doc__)
     p.add_argument("--output-dir", type=Path, default=Path("outputs/demo"))
-    p.add_argument("--seeds", nargs="+", type=int, default=[42, 2025, 7])
+    _add_seeds(p)
     args = p.parse_args(argv)
+    args.seeds = _given(args.seeds, DEFAULT_SEEDS)
     started = time.time()
     report = run_study(list(MODELS), args.seeds, repo_root() / "configs" / "demo", args.output_dir)
     summary = read_json(args.output_dir / "production_summary.json")

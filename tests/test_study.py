@@ -146,10 +146,16 @@ def test_rerun_skips_completed_runs_made_the_same_way_only(study: tuple[Path, st
     assert {p: p.stat().st_mtime_ns for p in results} == before
 
 
-def test_folds(tmp_path: Path, tiny_corpus: Path) -> None:
-    printed = _run(["study", "--models", "gnn", "--seeds", "1", "--folds", "2", "--config-dir", str(CONF),
-                    "--output-dir", str(tmp_path), "--data-dir", str(tiny_corpus)])
+def test_folds(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["study", "--models", "gnn", "--seeds", "1", "--folds", "2", "--config-dir", str(CONF),
+            "--output-dir", str(tmp_path), "--data-dir", str(tiny_corpus)]
+    monkeypatch.setattr("sys.argv", ["streamguard", *argv])  # as from the console
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        printed = _run(argv)
     assert printed.count("[study] run ") == 2
+    # the study's own arguments are not the run's: LightningCLI warned that it got both, on every run
+    assert not [w for w in caught if "args parameter" in str(w.message)]
     metas = [_json(tmp_path / "gnn" / "seed_1" / f"fold_{k}" / "training_metadata.json") for k in (0, 1)]
     # each fold validates on a different half of train+valid (192 + 24 records)
     assert sum(m["data"]["split_sizes"]["val"] for m in metas) == 216
@@ -455,3 +461,14 @@ def test_training_curves_mark_each_point(study: tuple[Path, str], monkeypatch: p
     f1_lines = fig.axes[0].get_lines()
     assert fig.axes[0].get_title() == "val/f1" and len(f1_lines) == len(MODELS) * len(SEEDS)
     assert all(len(line.get_xydata()) == 1 for line in f1_lines)  # one epoch, one point each
+
+
+def test_seeds_and_models_given_twice_all_count_once_each() -> None:
+    from streamguard_pl.study import DEFAULT_SEEDS, MODELS as ALL, _given, _parser
+
+    args = _parser("streamguard study").parse_args(["--seeds", "1", "2", "--seeds", "7", "2", "--models", "gnn",
+                                                    "--models", "fusion", "gnn"])
+    assert _given(args.seeds, DEFAULT_SEEDS) == [1, 2, 7]  # argparse kept [7, 2] only
+    assert _given(args.models, ALL) == ["gnn", "fusion"]
+    bare = _parser("streamguard study").parse_args([])
+    assert (_given(bare.seeds, DEFAULT_SEEDS), _given(bare.models, ALL)) == ([42, 2025, 7], list(ALL))

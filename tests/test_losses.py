@@ -79,3 +79,15 @@ def test_focal_class_weights_follow_the_module_to_another_dtype_and_are_not_save
     assert "weight" not in focal.state_dict()  # a checkpoint rebuilds it from hyperparameters
     focal = focal.double()
     assert focal.weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize("gamma", [0.5, 0.9, 1.5])
+def test_focal_gradients_stay_finite_on_confident_rows(gamma: float) -> None:
+    # 1 - p is exactly 0 at a logit gap of 17 or more in float32, where x ** gamma (gamma < 1) has an
+    # infinite slope: the loss was finite and the gradient NaN, so the next step's weights were NaN.
+    logits = torch.tensor([[0.0, 20.0], [0.0, 40.0], [1.0, -1.0]], requires_grad=True)
+    loss = FocalLoss(gamma=gamma)(logits, torch.tensor([1, 1, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        FocalLoss(gamma=-1.0)

@@ -51,6 +51,33 @@ def test_predicting_none_stays_none_when_the_top_scores_are_saturated() -> None:
     assert accuracy == 0.8 and ((probs >= as_saved).long() == labels).sum().item() == 4
 
 
+def test_a_cut_between_adjacent_float32_scores_survives_the_float32_buffer() -> None:
+    # Halfway between two neighbouring float32 numbers rounds onto the lower one, which `p >= cut`
+    # then flags: the saved cut claimed 1.0 accuracy on these and gave 0.5.
+    high = torch.tensor(0.7000004649, dtype=torch.float32)
+    low = torch.nextafter(high, torch.tensor(0.0))
+    probs = torch.stack([high, low, low, torch.tensor(0.2689)])
+    labels = torch.tensor([1, 0, 0, 0])
+    cut, accuracy = best_accuracy_threshold(probs, labels)
+    as_saved = torch.tensor(cut)
+    assert accuracy == 1.0 and ((probs >= as_saved).long() == labels).all()
+
+
+def test_logged_metrics_flag_what_predictions_flag_at_the_cut_itself() -> None:
+    # torchmetrics flags p > t; our predictions p >= cut. A probability equal to the cut (0.5 from equal
+    # logits) counted positive in predict and negative in test/accuracy.
+    from torchmetrics.classification import BinaryAccuracy
+
+    from streamguard_pl.models.threshold import metric_threshold
+
+    probs, labels = torch.tensor([0.5, 0.25, 0.7000004649]), torch.tensor([1, 0, 1])
+    for cut in (0.5, 0.7000004649):
+        ours = float(((probs >= torch.tensor(cut)).long() == labels).float().mean())
+        metric = BinaryAccuracy(threshold=metric_threshold(cut))
+        assert float(metric(probs, labels)) == pytest.approx(ours)
+    assert float(BinaryAccuracy(threshold=metric_threshold(0.5))(probs, labels)) == 1.0
+
+
 def test_a_tuned_run_tests_and_predicts_at_the_cut_its_best_checkpoint_chose(
         tiny_corpus: Path, tiny_gnn: dict, tmp_path: Path) -> None:
     dm = GraphDataModule(data_dir=str(tiny_corpus), batch_size=16, token_buckets=1024, output_dir=str(tmp_path / "run"))
@@ -89,3 +116,14 @@ def test_a_tuned_run_tests_and_predicts_at_the_cut_its_best_checkpoint_chose(
     del old["state_dict"]["decision_threshold"]
     torch.save(old, tmp_path / "old.ckpt")
     assert float(GNNClassifier.load_from_checkpoint(tmp_path / "old.ckpt").decision_threshold) == 0.5
+
+
+def test_auroc_of_one_class_is_nan_not_zero() -> None:
+    from streamguard_pl.models.base import _metrics
+
+    metrics = _metrics(0.5)
+    metrics.update(torch.tensor([0.2, 0.9, 0.4]), torch.tensor([0, 0, 0]))
+    assert torch.isnan(metrics.compute()["auroc"])
+    both = _metrics(0.5)
+    both.update(torch.tensor([0.2, 0.9, 0.4]), torch.tensor([0, 1, 0]))
+    assert float(both.compute()["auroc"]) == 1.0

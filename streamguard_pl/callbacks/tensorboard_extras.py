@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import BinaryConfusionMatrix
 
 from ..distributed import gather_uneven
+from ..models.threshold import metric_threshold
 
 HP_PREFIX = "hp/"
 FINAL_METRICS = ("val/f1", "val/accuracy", "val/auroc", "test/f1", "test/accuracy", "test/auroc")
@@ -94,7 +95,7 @@ class TensorBoardExtras(Callback):
         step = trainer.global_step
         tb.add_pr_curve("val/pr_curve", labels, probs, global_step=step)
         self.last_cut = self.cut(pl_module)
-        cm = BinaryConfusionMatrix(threshold=self.last_cut, sync_on_compute=False)
+        cm = BinaryConfusionMatrix(threshold=metric_threshold(self.last_cut), sync_on_compute=False)
         cm.update(probs, labels)
         self.last_confusion = cm.compute().cpu()
         fig, _ = cm.plot(labels=["benign", "vulnerable"])

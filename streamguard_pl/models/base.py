@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
+from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -26,7 +27,7 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 from ..distributed import gather_uneven
 from .compat import check_restored
 from .losses import build_loss
-from .threshold import best_accuracy_threshold
+from .threshold import best_accuracy_threshold, metric_threshold
 
 _SCHEDULES = {
     "linear": get_linear_schedule_with_warmup,
@@ -35,14 +36,26 @@ _SCHEDULES = {
 }
 
 
+class _AUROC(BinaryAUROC):
+    """NaN, not torchmetrics' 0.0 (with a warning), when the labels hold one class: a checkpoint or
+    HPARAMS column on val/auroc must not read an undefined ranking as the worst one."""
+
+    def compute(self) -> torch.Tensor:
+        target = dim_zero_cat(self.target) if isinstance(self.target, list) else self.target
+        if target.numel() and bool(target.min() == target.max()):
+            return torch.tensor(float("nan"), device=target.device)
+        return super().compute()
+
+
 def _metrics(threshold: float) -> MetricCollection:
+    t = metric_threshold(threshold)  # torchmetrics flags p > t, our predictions p >= threshold
     return MetricCollection(
         {
-            "accuracy": BinaryAccuracy(threshold=threshold),
-            "precision": BinaryPrecision(threshold=threshold),
-            "recall": BinaryRecall(threshold=threshold),
-            "f1": BinaryF1Score(threshold=threshold),
-            "auroc": BinaryAUROC(),
+            "accuracy": BinaryAccuracy(threshold=t),
+            "precision": BinaryPrecision(threshold=t),
+            "recall": BinaryRecall(threshold=t),
+            "f1": BinaryF1Score(threshold=t),
+            "auroc": _AUROC(),
             "average_precision": BinaryAveragePrecision(),
         }
     )
@@ -138,7 +151,10 @@ class VulnerabilityClassifier(L.LightningModule):
         cut = self.decision_threshold if stage == "test" else self.hparams.threshold  # a tensor: no device sync
         preds = (probs >= cut).long()
         bs = self.batch_size_of(batch)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs)
+        # val/test loss averaged over all ranks under DDP (EarlyStopping may monitor it); the per-step
+        # train loss stays each rank's own, without a collective every step
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs,
+                 sync_dist=stage != "train")
         metrics = {"val": self.val_metrics, "test": self.test_metrics}.get(stage)
         if stage == "val" and self.hparams.get("tune_threshold"):
             self._val_probs.append(probs)
@@ -183,7 +199,7 @@ class VulnerabilityClassifier(L.LightningModule):
         self.log_dict({"val/threshold": cut, "val/accuracy_tuned": accuracy}, sync_dist=False)
 
     def on_test_epoch_start(self) -> None:
-        cut = float(self.decision_threshold)
+        cut = metric_threshold(float(self.decision_threshold))
         for metric in self.test_metrics.values():
             if hasattr(metric, "threshold"):
                 metric.threshold = cut

@@ -37,7 +37,9 @@ class FusionClassifier(VulnerabilityClassifier):
     """Both encoders, loaded from trained runs (`*_ckpt`) or fresh (`transformer` / `gnn` kwargs).
 
     Parameter groups get `lr = lr * lr_mult_<component>` (x0.1 transformer, x0.5 GNN, x1.0 head by
-    default); the base schedule and the LR finder act on `lr`, so the ratios always hold.
+    default); the schedule acts on `lr`, so the ratios hold in training. Lightning's LR finder sweeps
+    every group at one rate (its sweep sets all groups alike): its suggestion is the head's rate, the
+    parts' follow by the multipliers once the sweep ends.
     """
 
     model_type = "fusion"

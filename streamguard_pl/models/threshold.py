@@ -30,6 +30,22 @@ def best_accuracy_threshold(probs: torch.Tensor, labels: torch.Tensor) -> tuple[
     # gap of ~17) the halfway cut would be 1.0 itself and still flag those examples.
     above_top = torch.nextafter(scores[1].float(), torch.tensor(float("inf"))).double()
     cuts[0] = torch.maximum(cuts[0].float().double(), above_top)
+    # The cut lives in a float32 buffer: a halfway value between two adjacent float32 scores rounds
+    # onto the lower one, which `p >= cut` would then flag too. There the upper score is the cut.
+    upper, lower = scores[1:].float(), torch.cat([scores[2:], scores.new_zeros(1)]).float()
+    kept = cuts[1:].float()
+    cuts[1:] = torch.where(kept <= lower, upper, kept).double()
     candidates = (correct == correct.max()).nonzero().flatten()
     pick = candidates[torch.argmin((cuts[candidates] - 0.5).abs())]
     return float(cuts[pick]), float(correct[pick]) / labels.numel()
+
+
+def metric_threshold(cut: float) -> float:
+    """The threshold that makes torchmetrics, which flags `p > t`, flag what `p >= cut` does here.
+
+    For float32 probabilities the two rules agree at the float32 number just below the cut; at the
+    cut itself a probability equal to it (0.5 from equal logits, common in bf16) was counted
+    positive in predict and negative in the logged metrics.
+    """
+    cut32 = torch.tensor(cut, dtype=torch.float32)
+    return float(torch.nextafter(cut32, torch.tensor(float("-inf"))))

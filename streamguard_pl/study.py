@@ -116,17 +116,20 @@ def stale_parts(spec: RunSpec) -> list[str]:
             if run_is_complete(part_dir) and (part_dir / RUN_RESULT).stat().st_mtime_ns > made]
 
 
-def _code_inputs(datamodule: Any) -> dict[str, str]:
-    """Versions of the code that made the run's inputs: the graph builder, the embedded corpus's generator."""
+def _code_versions() -> dict[str, str]:
+    """This code's versions of what makes a run's inputs: the graph builder, the embedded corpus's generator."""
     from .data.datamodules import _synthetic_version
     from .data.graphs import builder_identity
 
-    made_by = {}
-    if getattr(datamodule, "graph_config", None) is not None:
-        made_by["graph builder"] = builder_identity()
-    if getattr(getattr(datamodule, "hparams", None), "data_dir", "") is None:
-        made_by["synthetic corpus generator"] = _synthetic_version()
-    return made_by
+    return {"graph builder": builder_identity(), "synthetic corpus generator": _synthetic_version()}
+
+
+def _code_inputs(datamodule: Any) -> dict[str, str]:
+    """The versions that made this run's inputs: graphs if it has them, the generator if it used it."""
+    now = _code_versions()
+    uses = {"graph builder": getattr(datamodule, "graph_config", None) is not None,
+            "synthetic corpus generator": getattr(getattr(datamodule, "hparams", None), "data_dir", "") is None}
+    return {name: version for name, version in now.items() if uses[name]}
 
 
 def outdated_inputs(spec: RunSpec) -> list[str]:
@@ -135,11 +138,8 @@ def outdated_inputs(spec: RunSpec) -> list[str]:
     The run identity (command line, config text) does not see a code update that changes the graphs
     or the generated corpus; reused, such a run would report figures the current code does not give.
     """
-    from .data.datamodules import _synthetic_version
-    from .data.graphs import builder_identity
-
     saved = read_json(spec.run_dir / RUN_RESULT).get("code_inputs") or {}
-    now = {"graph builder": builder_identity(), "synthetic corpus generator": _synthetic_version()}
+    now = _code_versions()
     return [f"its {name} was {old}, now {now[name]}" for name, old in saved.items()
             if name in now and now[name] != old]
 

@@ -210,6 +210,7 @@ def _fit_and_test(spec: RunSpec, data_dir: str | None, folds: int | None, overri
         cli = build_cli(args)
     finally:
         sys.argv = argv
+    _check_per_run_settings(cli, spec, folds)
     cli.parser.save(cli.config, spec.run_dir / "config.yaml", overwrite=True, skip_validation=True)
     cli.share_config("fit")
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -261,6 +262,27 @@ def _identity(spec: RunSpec, args: Sequence[str]) -> dict[str, Any]:
         else:
             settings.append(arg)
     return {"settings": settings, "config_sha256": hashlib.sha256(spec.config.read_bytes()).hexdigest()}
+
+
+def _check_per_run_settings(cli: Any, spec: RunSpec, folds: int | None) -> None:
+    """What the study set for this run is what the run got.
+
+    `check_overrides` refuses the option names; a whole object after `--` (`--trainer '{...}'`,
+    `--data '{...}'`, a second `--config`) can set them too, and every "seed" would then be one run.
+    """
+    logger = cli.trainer.logger
+    got = {"--seeds": (cli.config.get("seed_everything"), spec.seed),
+           "--output-dir": (Path(cli.trainer.default_root_dir), spec.run_dir)}
+    if logger is not None and getattr(logger, "save_dir", None) is not None:
+        got["--output-dir (the logger's save_dir)"] = (Path(logger.save_dir), spec.run_dir)
+    if folds:
+        hp = cli.datamodule.hparams
+        got["--folds"] = ((hp.get("num_folds"), hp.get("fold")), (folds, spec.fold))
+    wrong = [f"{option}: {have} where the study set {want}" for option, (have, want) in got.items()
+             if have != want and not (isinstance(have, Path) and have.resolve() == want.resolve())]
+    if wrong:
+        raise OptionError(f"the overrides after -- change what the study sets for each run ({'; '.join(wrong)}): "
+                          f"set it with the study option instead")
 
 
 def check_reusable(spec: RunSpec, data_dir: str | None, folds: int | None, overrides: Sequence[str]) -> None:
@@ -369,7 +391,7 @@ def summarise(output_dir: Path, models: Sequence[str] | None = None) -> dict[str
             seeds=sorted({r["seed"] for r in runs}), n_runs=len(runs),
             collapsed_runs=sum(bool(r.get("collapsed")) for r in runs),
             collapsed=[_tag(r) for r in runs if r.get("collapsed")],
-            best_seed=best.get("seed"), best_f1=best.get("test", {}).get("f1"),
+            best_seed=best.get("seed"), best_fold=best.get("fold"), best_f1=best.get("test", {}).get("f1"),
             best_checkpoint=best.get("best_checkpoint"),
             runs=[{"seed": r["seed"], "fold": r.get("fold"), "collapsed": bool(r.get("collapsed")), **r["test"]}
                   for r in runs],
@@ -397,7 +419,8 @@ def write_report(output_dir: Path, summary: dict[str, Any]) -> Path:
     notes = []
     for model, entry in summary["models"].items():
         cells = [_fmt(entry[m], entry["n_runs"]) for m in METRICS]
-        best = "n/a" if entry["best_seed"] is None else f"{entry['best_seed']} ({_num(entry['best_f1'])})"
+        fold = "" if entry.get("best_fold") is None else f" fold {entry['best_fold']}"
+        best = "n/a" if entry["best_seed"] is None else f"{entry['best_seed']}{fold} ({_num(entry['best_f1'])})"
         lines.append(f"| {model} | {entry['n_runs']} | " + " | ".join(cells) + f" | {best} | "
                      f"{', '.join(entry['collapsed']) or 'none'} |")
         missing: dict[str, list[str]] = {}

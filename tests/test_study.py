@@ -166,6 +166,11 @@ def test_folds(tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatc
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == PNG  # curves of fold runs too
     entry = _json(tmp_path / "production_summary.json")["models"]["gnn"]
     assert entry["n_runs"] == 2 and sorted(r["fold"] for r in entry["runs"]) == [0, 1]
+    # the best run is one fold of seed 1: the summary and the report name which
+    best = max(entry["runs"], key=lambda r: r["f1"])
+    assert (entry["best_seed"], entry["best_fold"]) == (1, best["fold"])
+    report = (tmp_path / "production_report.md").read_text()
+    assert f"| 1 fold {best['fold']} ({best['f1']:.4f}) |" in report
 
 
 def test_a_fusion_run_without_its_part_runs_says_which_setting_applies(tmp_path: Path) -> None:
@@ -389,6 +394,23 @@ def test_overrides_of_what_the_study_sets_per_run_are_refused(override: list[str
     assert err.startswith(f"streamguard study: error: {name} cannot be overridden after --: the study sets it "
                           "for each run (use --") and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("extra", ["seed_everything: 5\n", "trainer:\n  default_root_dir: elsewhere\n"])
+def test_a_whole_config_after_the_separator_cannot_set_what_the_study_sets(extra: str, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The option names are refused above; a second --config set them anyway, and both "seeds" were one run.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "extra.yaml").write_text(extra)
+    out = tmp_path / "out"
+    assert main(["study", "--models", "gnn", "--seeds", "1", "2", "--config-dir", str(CONF),
+                 "--output-dir", str(out), "--", "--config", "extra.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamguard study: error: the overrides after -- change what the study sets for each "
+                          "run (") and err.count("\n") == 1
+    assert ("--seeds: 5 where the study set 1" if "seed" in extra else "--output-dir: elsewhere where") in err
+    assert not list(out.glob("gnn/seed_*/*"))
 
 
 def test_a_config_dir_without_a_models_config_is_a_one_line_error(tmp_path: Path,

@@ -406,7 +406,7 @@ def _row(rec: CodeRecord, prob: float | None, cut: float, truncated: set[str], f
     """One output row; a function without features keeps the reason (graph builder's, or none known)."""
     row = {"file": rec.get("file", rec.source.rsplit(":", 1)[0]), "function": rec.get("function", rec.id),
            "start_line": rec.get("start_line", None), "probability": None, "label": None, "id": rec.id,
-           "truncated": None, "error": failed.get(rec.id)}
+           "truncated": None, "parse_error": rec.get("parse_error", None), "error": failed.get(rec.id)}
     if prob is None:
         row["error"] = row["error"] or "no features were built for it"
     else:
@@ -445,7 +445,9 @@ def predict(ckpt: Path, inputs: Sequence[Path], threshold: float | None = None, 
     return Scores(rows, cut, origin, tally)
 
 
-FIELDS = ["file", "function", "start_line", "probability", "label", "id", "truncated", "error"]
+#: parse_error: the definition held tree-sitter errors when its file was split (its bounds or text may be
+#: off, and its score with them); empty for JSON Lines input, which is not split.
+FIELDS = ["file", "function", "start_line", "probability", "label", "id", "truncated", "parse_error", "error"]
 
 
 def write_rows(rows: list[dict[str, Any]], out: Path | None, fmt: str) -> None:

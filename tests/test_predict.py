@@ -315,7 +315,8 @@ def test_predict_csv_and_threshold(checkpoint: Path, sources: dict[str, Path], t
                  "--threshold", "0"]) == 0
     with out.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id", "truncated", "error"]
+    assert list(rows[0]) == ["file", "function", "start_line", "probability", "label", "id", "truncated",
+                             "parse_error", "error"]
     assert [(Path(r["file"]).name, r["function"], int(r["start_line"])) for r in rows] == [
         ("a.c", "copy_name", 2), ("a.c", "twice", 8), ("b.cpp", "get", 2), ("b.cpp", "helper", 3)]
     assert all(r["label"] == "1" and 0.0 <= float(r["probability"]) <= 1.0 for r in rows)  # threshold 0
@@ -332,6 +333,7 @@ def test_predict_rows_say_truncated_and_why_unscored_and_the_summary_counts_them
     (src / "a.c").write_text(A_C)
     (src / "b_long.c").write_text(LONG_FN)   # > 128 tokens and > 1000 graph nodes
     (src / "c_deep.c").write_text(DEEP_FN)   # too deep for the graph builder's CFG pass
+    (src / "d_broken.c").write_text("int broken(int x {\n  return x;\n}\n")  # split with a parse error
     out = tmp_path / "scores.csv"
     capsys.readouterr()
     assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src), "--output", str(out),
@@ -340,6 +342,9 @@ def test_predict_rows_say_truncated_and_why_unscored_and_the_summary_counts_them
         rows = {r["function"]: r for r in csv.DictReader(handle)}
     graphs = not checkpoint.parent.parent.name.startswith("fit_transformer")
     assert [rows[f]["truncated"] for f in ("copy_name", "twice", "long_fn")] == ["False", "False", "True"]
+    # the row says which definitions held parse errors, as the summary counts them
+    assert {f: r["parse_error"] for f, r in rows.items()} == {
+        "copy_name": "False", "twice": "False", "long_fn": "False", "deep": "False", "broken": "True"}
     deep = rows["deep"]
     if graphs:  # gnn, and fusion (missing_graph: drop): listed unscored with the graph builder's reason
         assert (deep["probability"], deep["label"], deep["truncated"]) == ("", "", "")
@@ -348,8 +353,8 @@ def test_predict_rows_say_truncated_and_why_unscored_and_the_summary_counts_them
         assert (deep["truncated"], deep["error"]) == ("True", "") and 0 <= float(deep["probability"]) <= 1
     flagged = sum(r["label"] == "1" for r in rows.values())
     summary = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[predict]")]
-    assert summary == [f"[predict] 4 functions ({int(graphs)} unscored, {2 - int(graphs)} truncated), {flagged} flagged "
-                       f"vulnerable at cut 0.5 (default); 0 definitions with parse errors, 0 error regions outside any "
+    assert summary == [f"[predict] 5 functions ({int(graphs)} unscored, {2 - int(graphs)} truncated), {flagged} flagged "
+                       f"vulnerable at cut 0.5 (default); 1 definitions with parse errors, 0 error regions outside any "
                        f"definition -> {out}"]
     assert main(["predict", "--ckpt", str(checkpoint), "--input", str(src / "a.c"), "--threshold", "0.25"]) == 0
     assert re.search(r"at cut 0\.25 \(--threshold\); .* -> stdout$", capsys.readouterr().err.strip())

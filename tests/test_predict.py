@@ -405,3 +405,21 @@ def test_a_run_with_a_named_tokenizer_scores_unlabelled_records_without_its_trai
     unlabelled.write_text(json.dumps({"id": "bad", "func": "int f(void) { return 0; }", "target": 2}) + "\n")
     with pytest.raises(RecordError, match=r"new\.jsonl:1: field 'target': must be 0 or 1"):
         records_from_input(unlabelled)  # a label that is there must still be a label
+
+
+def test_a_checkpoint_with_a_val_tuned_cut_applies_it_and_says_so(sources: dict[str, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    run = tmp_path / "tuned"
+    assert main(["fit", "--config", str(CONF / "gnn.yaml"), "--trainer.default_root_dir", str(run),
+                 "--trainer.logger.init_args.save_dir", str(run), "--model.init_args.tune_threshold", "true"]) == 0
+    ckpt = run / "checkpoints" / "best.ckpt"
+    cut = float(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["decision_threshold"])
+    assert cut != 0.5  # tuned on val: otherwise this would not tell the cuts apart
+    out = tmp_path / "scores.jsonl"
+    capsys.readouterr()
+    assert main(["predict", "--ckpt", str(ckpt), "--input", str(sources["folder"]), "--output", str(out)]) == 0
+    assert re.search(rf"at cut {cut:.4g} \(val-tuned\); ", capsys.readouterr().err)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["label"] == int(r["probability"] >= cut) for r in rows)

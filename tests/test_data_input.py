@@ -176,3 +176,41 @@ def test_a_named_data_set_hidden_by_a_local_folder_is_said(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputNotFoundError, match=r"the folder 'devign' here is read, not the shared devign data set"):
         CodeDataModule(data_dir="devign").load_records()
+
+
+def test_a_list_of_group_fields_groups_by_the_first_each_record_has(tmp_path: Path) -> None:
+    # Devign's commit is `commit_id` (exact match) or `commit_id_guess` (fuzzy), never both. Grouped by
+    # `commit_id` alone, the records with only a guess were each their own group: a carved val split
+    # shared commits, and nearly always their label, with train.
+    recs = _records(60)
+    for i, r in enumerate(recs):
+        r["commit_id" if i % 2 else "commit_id_guess"] = f"c{i % 12}"  # 12 commits, half of them guessed
+    write_records_jsonl(recs, tmp_path / "train.jsonl")
+
+    def commits(group_field: object) -> list[set[str]]:
+        dm = CodeDataModule(data_dir=str(tmp_path), val_files=None, test_files=None, split=(0.6, 0.2, 0.2),
+                            group_field=group_field, seed=1)
+        found = dm.load_records()
+        return [{r.get("commit_id") or r.get("commit_id_guess") for r in found[s]} for s in ("train", "val", "test")]
+
+    with pytest.warns(UserWarning, match=r"group_field 'commit_id': 30 of 60 records lack it"):
+        train, val, test = commits("commit_id")
+    assert train & (val | test)  # the guessed commits straddle the splits
+    train, val, test = commits(["commit_id", "commit_id_guess"])
+    assert not train & val and not train & test and not val & test and val and test
+    with pytest.raises(OptionError, match=r"data.group_field must be a field name or a non-empty list of field "
+                                          r"names, got \[\]"):
+        CodeDataModule(data_dir=str(tmp_path), group_field=[])
+    with pytest.raises(OptionError, match=r"group_field \['comit', 'guess'\]: no record has any of these fields"):
+        CodeDataModule(data_dir=str(tmp_path), val_files=None, group_field=["comit", "guess"]).load_records()
+
+
+def test_a_yaml_list_of_group_fields_reaches_the_datamodule(tmp_path: Path) -> None:
+    from streamguard_pl.cli import build_cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  class_path: streamguard_pl.models.GNNClassifier\n"
+                      "data:\n  class_path: streamguard_pl.data.GraphDataModule\n  init_args:\n"
+                      f"    data_dir: {tmp_path}\n    group_field: [commit_id, commit_id_guess]\n")
+    cli = build_cli(["--config", str(config), "--trainer.logger", "false"])
+    assert cli.datamodule.hparams.group_field == ["commit_id", "commit_id_guess"]

@@ -32,6 +32,7 @@ from .records import (
     CodeRecord,
     ReadReport,
     check_group_field,
+    group_fields,
     shared_groups,
     kfold_records,
     label_counts,
@@ -62,6 +63,9 @@ class CodeDataModule(L.LightningDataModule):
             (STREAMGUARD_JULIET_DIR / STREAMGUARD_DEVIGN_DIR); None generates the embedded synthetic corpus.
         train_files / val_files / test_files: glob patterns inside `data_dir`. A split whose pattern is
             None or matches nothing is carved out of train by `split` (grouped by `group_field`).
+        group_field: the record field whose value is a group that a carved split or fold never cuts (a
+            commit, a test case); a list of fields takes each record's first non-empty one (Devign:
+            `[commit_id, commit_id_guess]`). A record with none is a group of its own (warned).
         num_folds / fold: stratified (grouped) k-fold over train+val instead of the fixed validation split.
         synthetic_size / synthetic_seed / synthetic_difficulty: the embedded corpus when `data_dir` is None
             ("easy": what demo-size models learn in a CPU minute; "hard": statement order and data flow only).
@@ -82,7 +86,7 @@ class CodeDataModule(L.LightningDataModule):
         val_files: str | None = "valid*.jsonl",
         test_files: str | None = "test*.jsonl",
         split: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        group_field: str | None = None,
+        group_field: str | list[str] | None = None,
         num_folds: int | None = None,
         fold: int = 0,
         seed: int = 42,
@@ -108,6 +112,8 @@ class CodeDataModule(L.LightningDataModule):
         if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1.0) > 1e-6:
             raise OptionError(f"data.split must be 3 non-negative fractions (train, val, test) summing to 1, "
                               f"got {list(split)}")
+        if group_field is not None:
+            group_fields(group_field)  # a bad value fails here, not after reading the data
         if isinstance(batch_size, str):
             from ..hardware import resolve_batch_size
 

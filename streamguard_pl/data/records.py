@@ -40,6 +40,8 @@ __all__ = [
     "split_records",
     "kfold_records",
     "check_group_field",
+    "group_fields",
+    "group_value",
     "shared_groups",
     "write_records_jsonl",
 ]
@@ -434,36 +436,69 @@ def _group_key(value: Any, index: int) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def check_group_field(records: Sequence[CodeRecord], group_field: str) -> None:
+GroupField = Union[str, Sequence[str]]
+
+
+def group_value(record: CodeRecord, group_field: GroupField) -> Any:
+    """The record's group: its `group_field` value, or with a list of fields the first one it has.
+
+    A list is for data whose group key comes in more than one field, as Devign's commit: `commit_id`
+    where an exact match was found, `commit_id_guess` where a fuzzy one was (never both). Grouped by
+    the first alone, the records with only a guess were ungrouped, and a quarter of a carved val split
+    shared a commit (and, 92% of the time, the label) with train.
+    """
+    for name in group_fields(group_field):
+        value = record.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def group_fields(group_field: GroupField) -> list[str]:
+    """The field names of a `group_field` setting; anything else is an OptionError."""
+    fields = [group_field] if isinstance(group_field, str) else list(group_field)
+    if not fields or not all(isinstance(f, str) and f for f in fields):
+        raise OptionError(f"data.group_field must be a field name or a non-empty list of field names, "
+                          f"got {group_field!r}")
+    return fields
+
+
+def _describe(group_field: GroupField) -> str:
+    return repr(group_field) if isinstance(group_field, str) else repr(list(group_field))
+
+
+def check_group_field(records: Sequence[CodeRecord], group_field: GroupField) -> None:
     """A misspelt group field would make every record its own group: an ungrouped split that leaks."""
-    missing = [r for r in records if r.get(group_field) in (None, "")]
+    group_fields(group_field)
+    missing = [r for r in records if group_value(r, group_field) is None]
     if len(missing) == len(records):
         seen = sorted({k for r in records[:1000] for k in r.meta})
-        raise OptionError(f"group_field {group_field!r}: no record has this field (fields of the records: "
+        has = "this field" if isinstance(group_field, str) else "any of these fields"
+        raise OptionError(f"group_field {_describe(group_field)}: no record has {has} (fields of the records: "
                          f"{', '.join(seen) or 'none besides id, func, target, lang'}); the split would not be grouped")
     if missing:
-        warnings.warn(f"group_field {group_field!r}: {len(missing)} of {len(records)} records lack it (first: "
+        warnings.warn(f"group_field {_describe(group_field)}: {len(missing)} of {len(records)} records lack it (first: "
                       f"{missing[0].source or missing[0].id}); each of those is a group of its own", stacklevel=3)
 
 
-def shared_groups(first: Sequence[CodeRecord], other: Sequence[CodeRecord], group_field: str) -> tuple[int, int]:
-    """(groups, records of `other`) whose `group_field` value occurs in `first` too: given split files
+def shared_groups(first: Sequence[CodeRecord], other: Sequence[CodeRecord], group_field: GroupField) -> tuple[int, int]:
+    """(groups, records of `other`) whose group value occurs in `first` too: given split files
     that a grouped split would have kept apart."""
-    keys = {_group_key(r.get(group_field), -1) for r in first if r.get(group_field) not in (None, "")}
-    hits = [k for k in (_group_key(r.get(group_field), -1) for r in other if r.get(group_field) not in (None, ""))
+    keys = {_group_key(v, -1) for v in (group_value(r, group_field) for r in first) if v is not None}
+    hits = [k for k in (_group_key(v, -1) for v in (group_value(r, group_field) for r in other) if v is not None)
             if k in keys]
     return len(set(hits)), len(hits)
 
 
 def _assign(
-    records: Sequence[CodeRecord], fractions: Sequence[float], group_field: str | None, seed: int
+    records: Sequence[CodeRecord], fractions: Sequence[float], group_field: GroupField | None, seed: int
 ) -> list[int]:
     """Part index per record: greedy, largest group first, to the part whose label quota is most unfilled."""
     if group_field is not None and records:
         check_group_field(records, group_field)
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        key = f"\0solo:{i}" if group_field is None else _group_key(r.get(group_field), i)
+        key = f"\0solo:{i}" if group_field is None else _group_key(group_value(r, group_field), i)
         groups.setdefault(key, []).append(i)
     order = list(groups.values())
     random.Random(seed).shuffle(order)  # seed decides ties between equal-sized groups
@@ -494,7 +529,7 @@ def _assign(
 def split_records(
     records: Sequence[CodeRecord],
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    group_field: str | None = None,
+    group_field: GroupField | None = None,
     seed: int = 42,
 ) -> dict[str, list[CodeRecord]]:
     """Label-stratified train/val/test split; with ``group_field`` a group never straddles splits.
@@ -510,7 +545,7 @@ def split_records(
 
 
 def kfold_records(
-    records: Sequence[CodeRecord], k: int = 5, group_field: str | None = None, seed: int = 42
+    records: Sequence[CodeRecord], k: int = 5, group_field: GroupField | None = None, seed: int = 42
 ) -> list[tuple[list[CodeRecord], list[CodeRecord]]]:
     """Stratified (and grouped) k-fold: list of (train, val); each record is in exactly one val fold."""
     if k < 2:
@@ -520,7 +555,7 @@ def kfold_records(
     for fold in range(k):
         val = [r for r, a in zip(records, assignment) if a == fold]
         if not val:
-            what = f"groups of {group_field!r}" if group_field else "records"
+            what = f"groups of {_describe(group_field)}" if group_field else "records"
             raise OptionError(f"k={k} folds need at least {k} {what} ({len(records)} records); fold {fold} is empty")
         folds.append(([r for r, a in zip(records, assignment) if a != fold], val))
     return folds

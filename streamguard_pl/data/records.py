@@ -447,7 +447,7 @@ def group_value(record: CodeRecord, group_field: GroupField) -> Any:
     the first alone, the records with only a guess were ungrouped, and a quarter of a carved val split
     shared a commit (and, 92% of the time, the label) with train.
     """
-    for name in group_fields(group_field):
+    for name in (group_field,) if isinstance(group_field, str) else group_field:  # checked once by the caller
         value = record.get(name)
         if value not in (None, ""):
             return value

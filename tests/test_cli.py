@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from streamguard_pl.cli import build_cli, main
 
@@ -96,6 +98,29 @@ def test_validate_on_checkpoint_reproduces_best_score(gnn_run: Path, tmp_path: P
     cli = build_cli(["validate", *args], run=True)
     # same weights, same validation batch -> the very score the checkpoint was selected on
     assert float(cli.trainer.callback_metrics["val/f1"]) == pytest.approx(float(best_score), abs=1e-6)
+
+
+def test_last_ckpt_is_the_newest_epoch_and_a_resume_goes_on_from_it(tmp_path: Path) -> None:
+    """Lightning 2.6's save_last rewrites last.ckpt only with a new best, so `--ckpt_path last` went back
+    to the best epoch and trained the later ones again; the configs keep the newest epoch in last.ckpt."""
+    conf = yaml.safe_load(GNN_CONF.read_text())
+    conf["trainer"]["callbacks"][0]["init_args"].update(monitor="epoch", mode="min")  # best.ckpt stays epoch 0
+    config = tmp_path / "gnn.yaml"
+    config.write_text(yaml.safe_dump(conf))
+    run = tmp_path / "run"
+    assert main(["fit", "--config", str(config), *_out(run), "--trainer.max_epochs", "3"]) == 0
+    ckpts = run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert [torch.load(ckpts / n, map_location="cpu", weights_only=False)["epoch"]
+            for n in ("best.ckpt", "last.ckpt")] == [0, 2]
+    meta = json.loads((run / "training_metadata.json").read_text())
+    assert meta["checkpoint"]["last_model_path"] == str(ckpts / "last.ckpt")
+    first = set(run.glob("events.out.tfevents.*"))
+    assert main(["fit", "--config", str(config), *_out(run), "--trainer.max_epochs", "4", "--ckpt_path", "last"]) == 0
+    (resumed,) = set(run.glob("events.out.tfevents.*")) - first
+    events = EventAccumulator(str(resumed), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss_step")] == [6, 7]  # only the fourth epoch's 2 batches
 
 
 def test_test_on_checkpoint_refuses_other_graph_settings(gnn_run: Path, tmp_path: Path,

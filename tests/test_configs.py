@@ -142,7 +142,10 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
     stops = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
     # Devign selects on accuracy (its published anchors are accuracies); everything else on F1.
     monitor = "val/accuracy" if _id(path).startswith("devign/") else "val/f1"
-    assert [(c.monitor, c.mode) for c in ckpts] == [(monitor, "max")]
+    # best.ckpt on the monitor; last.ckpt the newest epoch (Lightning 2.6's save_last follows the best only)
+    assert [(c.monitor, c.mode, c.filename, c.save_top_k, bool(c.save_last)) for c in ckpts] == [
+        (monitor, "max", "best", 1, False), (None, "min", "last", 1, False)]
+    assert trainer.checkpoint_callback is ckpts[0]  # what study and `test` take as the run's best
     assert [(s.monitor, s.mode) for s in stops] == [(monitor, "max")]
     assert any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks)
     assert OUR_CALLBACKS <= {type(cb) for cb in trainer.callbacks}

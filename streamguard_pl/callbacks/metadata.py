@@ -54,6 +54,15 @@ def git_state(path: str | Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
 
 
+def _latest_checkpoint(trainer: L.Trainer) -> str | None:
+    """The newest epoch's checkpoint: a monitor-less ModelCheckpoint keeps exactly that (our configs'
+    last.ckpt), while Lightning 2.6's save_last is rewritten only with a new best."""
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "monitor", "") is None and getattr(cb, "best_model_path", ""):
+            return cb.best_model_path
+    return getattr(trainer.checkpoint_callback, "last_model_path", None) or None
+
+
 def _seed(config: dict[str, Any] | None) -> int | None:
     env = os.environ.get("PL_GLOBAL_SEED")
     if env not in (None, ""):
@@ -145,7 +154,7 @@ class MetadataExport(Callback):
         return {"best_model_path": getattr(ckpt, "best_model_path", None) or None,
                 "best_model_score": getattr(ckpt, "best_model_score", None),
                 "monitor": getattr(ckpt, "monitor", None),
-                "last_model_path": getattr(ckpt, "last_model_path", None) or None}
+                "last_model_path": _latest_checkpoint(trainer)}
 
     def _static_facts(self, trainer: L.Trainer) -> dict[str, Any]:
         # data_summary() may hash the whole corpus: once per fit, not once per epoch.

@@ -235,3 +235,26 @@ def test_typed_aggr_sums_or_averages_the_messages_of_one_edge_type(aggr: str) ->
         root = conv(h, two.edge_index[:, :0], two.edge_type[:0])[0]
     expected = root + (2 if aggr == "add" else 1) * (m1 - root)
     assert torch.allclose(m2, expected, atol=1e-5)
+
+
+def test_global_context_reaches_past_the_layers_hops_within_one_graph_only() -> None:
+    torch.manual_seed(0)
+    ctx = GraphEncoder(10, 50, hidden_dim=8, num_layers=1, encoder="gin", dropout=0.0, global_context=True).eval()
+    local = GraphEncoder(10, 50, hidden_dim=8, num_layers=1, encoder="gin", dropout=0.0).eval()
+    local.load_state_dict(ctx.state_dict(), strict=False)
+
+    def two_statements(far_token: int) -> Data:
+        # Statement 1 (nodes 0-2) and statement 2 (nodes 3-5) share no edge: one GIN layer cannot link them.
+        a, b = _chain([5, 6]), _chain([7, far_token])
+        return Data(x=torch.cat([a.x, b.x]), num_nodes=6, edge_index=torch.cat([a.edge_index, b.edge_index + 3], 1),
+                    edge_type=torch.zeros(4, dtype=torch.long))
+
+    near, far = Batch.from_data_list([two_statements(8)]), Batch.from_data_list([two_statements(9)])
+    with torch.no_grad():
+        assert torch.allclose(local.node_states(near)[:3], local.node_states(far)[:3])
+        assert not torch.allclose(ctx.node_states(near)[:3], ctx.node_states(far)[:3])
+        both = ctx.node_states(Batch.from_data_list([two_statements(8), two_statements(9)]))
+        assert torch.allclose(both[:6], ctx.node_states(near), atol=1e-6)  # no context from the next graph
+        assert torch.allclose(both[6:], ctx.node_states(far), atol=1e-6)
+    with pytest.raises(ValueError, match="global_context needs per-layer message passing"):
+        GraphEncoder(10, 50, encoder="ggnn", global_context=True)

@@ -62,6 +62,7 @@ class GNNClassifier(VulnerabilityClassifier):
         edge_type_aware: bool = False,
         sequence_kernel: int = 0,
         typed_aggr: Literal["add", "mean"] = "add",
+        global_context: bool = False,
         num_node_types: int | None = None,
         token_buckets: int = 50_000,
         num_edge_types: int = 8,
@@ -90,7 +91,7 @@ class GNNClassifier(VulnerabilityClassifier):
             num_node_types=num_node_types, token_buckets=token_buckets, num_edge_types=num_edge_types,
             hidden_dim=hidden_dim, num_layers=num_layers, encoder=encoder, readout=readout,
             dropout=dropout, edge_type_aware=edge_type_aware,
-            sequence_kernel=sequence_kernel, typed_aggr=typed_aggr,
+            sequence_kernel=sequence_kernel, typed_aggr=typed_aggr, global_context=global_context,
         )
         self.head = ClassifierHead(self.encoder.out_dim, hidden_dim, dropout)
 

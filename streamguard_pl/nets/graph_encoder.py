@@ -41,6 +41,10 @@ class GraphEncoder(nn.Module):
     ``b - a``, nor a token's left neighbour from its right; the convolution gives every token its
     ordered n-gram context, which sequence models (TextCNN, the transformer) have and GGNN lacks.
 
+    `global_context` adds, before every message-passing layer, a projection of the graph's mean node
+    state to each node (a mean-aggregating virtual node): two layers of local messages cannot carry
+    a fact from one end of a 300-node function to the other, which the transformer's attention can.
+
     `edge_type_aware` makes message passing depend on the edge family (AST / CFG / DFG / NCS):
     relational GCN messages for ggnn/gcn (a typed GGNN, as in Devign), edge embeddings for gat/gin.
     """
@@ -58,6 +62,7 @@ class GraphEncoder(nn.Module):
         edge_type_aware: bool = False,
         sequence_kernel: int = 0,
         typed_aggr: Literal["add", "mean"] = "add",
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         if typed_aggr not in ("add", "mean"):
@@ -69,6 +74,11 @@ class GraphEncoder(nn.Module):
             raise ValueError(f"sequence_kernel must be 0 (off) or an odd width, got {sequence_kernel!r}")
         self.sequence_conv = (nn.Conv1d(hidden_dim, hidden_dim, sequence_kernel, padding=sequence_kernel // 2)
                               if sequence_kernel else None)
+        if global_context and encoder == "ggnn" and not edge_type_aware:
+            raise ValueError("global_context needs per-layer message passing: encoder gcn, gat or gin, "
+                             "or the edge-type-aware ggnn")
+        self.context = (nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
+                        if global_context else None)
         self.encoder_kind = encoder
         self.edge_type_aware = edge_type_aware
         self.readout_kind = readout
@@ -119,7 +129,10 @@ class GraphEncoder(nn.Module):
         edge_index, edge_type = batch.edge_index, batch.edge_type
         if self.encoder_kind == "ggnn" and not self.edge_type_aware:
             return self.norm(self.layers[0](h, edge_index))
-        for conv in self.layers:
+        for i, conv in enumerate(self.layers):
+            if self.context is not None:
+                pooled = global_mean_pool(h, batch.batch, batch.num_graphs)
+                h = h + torch.relu(self.context[i](pooled))[batch.batch]
             if isinstance(conv, RGCNConv):
                 m = conv(h, edge_index, edge_type)
                 h_new = self.gru(m, h) if self.encoder_kind == "ggnn" else torch.relu(m) + h

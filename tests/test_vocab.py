@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,15 @@ def test_a_record_of_an_older_format_is_replaced_not_compared() -> None:
     hparams = {"tokenizer_sha256": "0" * 64}  # before the v2 prefix
     with pytest.warns(UserWarning, match="tokenizer_sha256 record is of an older format"):
         assert check_or_record(hparams, "tokenizer_sha256", "v2:" + "1" * 64, "model") is True
+
+
+def test_apply_gives_searchsorted_contiguous_input() -> None:
+    """torch warns once per process (so in a fresh one) when searchsorted gets a strided slice: `predict`
+    printed that warning for every run."""
+    code = ("import warnings, torch; from torch_geometric.data import Data; "
+            "from streamguard_pl.data.vocab import TokenVocabulary; "
+            "g = [Data(x=torch.tensor([[3, 0], [3, 10], [3, 20], [3, 10]]))]; v = TokenVocabulary.fit(g, min_count=1, size=10); "
+            "warnings.simplefilter('error'); print(v.apply(g), g[0].x[:, 1].tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(3,", "0)", "[0,", "2,", "3,", "2]"]

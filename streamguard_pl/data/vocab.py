@@ -67,7 +67,7 @@ class TokenVocabulary:
         """Rewrites each graph's token columns to dense ids; returns (leaf tokens, of them unknown)."""
         leaves = unknown = 0
         for g in graphs:
-            tok = g.x[:, 1:]
+            tok = g.x[:, 1:].contiguous()  # a column slice: searchsorted would copy it and warn
             is_leaf = tok > 1
             if self.size:
                 pos = torch.searchsorted(self.raw, tok).clamp(max=self.size - 1)

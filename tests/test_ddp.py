@@ -25,7 +25,7 @@ def test_ddp_cpu_two_processes_write_each_file_once(model: str, tmp_path: Path) 
         sys.executable, "-m", "streamguard_pl.cli", "fit", "--config", str(REPO / "configs" / "demo" / f"{model}.yaml"),
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
         "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
         "--data.init_args.synthetic_size", "240", "--data.init_args.batch_size", "8",
         "--model.init_args.tune_threshold", "true",  # the cut is chosen from all ranks' val scores
@@ -49,6 +49,11 @@ def test_ddp_cpu_two_processes_write_each_file_once(model: str, tmp_path: Path) 
     counts = tensor_util.make_ndarray(accumulator.Tensors("val/pr_curve")[-1].tensor_proto)
     seen, n_val = int(counts[0, 0] + counts[1, 0]), meta["data"]["split_sizes"]["val"]  # TP + FP at cut 0
     assert seen in (n_val, 2 * math.ceil(n_val / 2)), (seen, n_val)  # the sampler may repeat one to even the shards
+    # The epoch train loss is both ranks' mean, not rank zero's own (its logged steps: all of them)
+    own = [e.value for e in accumulator.Scalars("train/loss_step")]
+    (epoch_loss,) = [e.value for e in accumulator.Scalars("train/loss_epoch")]
+    assert len(own) == 3 and all(math.isfinite(v) for v in own + [epoch_loss])
+    assert abs(epoch_loss - sum(own) / len(own)) > 1e-4, (epoch_loss, own)
     # Each rank-zero artefact exists exactly once anywhere under the run (no per-rank copies).
     for name in ("training_metadata.json", "collapse_report.json", "gradient_stats.json"):
         assert len(list(tmp_path.rglob(name))) == 1, name

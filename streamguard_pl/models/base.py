@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.utilities import dim_zero_cat
 from torchmetrics.classification import (
     BinaryAccuracy,
@@ -114,6 +114,9 @@ class VulnerabilityClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.lr = lr
         self.criterion = build_loss(loss, class_weights, label_smoothing, focal_gamma)
+        # The epoch train loss is a metric so that, under DDP, it is the mean over all ranks (synced
+        # once, at compute); the step value stays each rank's own, without a collective every step.
+        self.train_loss = MeanMetric()
         self.val_metrics = _metrics(threshold).clone(prefix="val/")
         self.test_metrics = _metrics(threshold).clone(prefix="test/")
         # The cut test and predict use. With tune_threshold it is re-chosen on every validation
@@ -151,10 +154,11 @@ class VulnerabilityClassifier(L.LightningModule):
         cut = self.decision_threshold if stage == "test" else self.hparams.threshold  # a tensor: no device sync
         preds = (probs >= cut).long()
         bs = self.batch_size_of(batch)
-        # val/test loss averaged over all ranks under DDP (EarlyStopping may monitor it); the per-step
-        # train loss stays each rank's own, without a collective every step
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True, batch_size=bs,
-                 sync_dist=stage != "train")
+        if stage == "train":
+            self.train_loss(loss.detach(), bs)
+            self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        else:  # averaged over all ranks under DDP: EarlyStopping may monitor it
+            self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_epoch=True, batch_size=bs, sync_dist=True)
         metrics = {"val": self.val_metrics, "test": self.test_metrics}.get(stage)
         if stage == "val" and self.hparams.get("tune_threshold"):
             self._val_probs.append(probs)

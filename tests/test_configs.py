@@ -143,7 +143,7 @@ def test_config_parses_and_instantiates(path: Path, parser: Any, tiny_pretrained
     assert isinstance(trainer.logger, TensorBoardLogger) and Path(trainer.logger.save_dir) == tmp_path
     ckpts = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     stops = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-    # Devign selects on accuracy (its published anchors are accuracies), its CPU GNN on AUROC (it decides at a
+    # Devign selects on accuracy (its published anchors are accuracies), its GNNs on AUROC (they decide at a
     # val-tuned cut, not at 0.5); everything else on F1.
     monitor = MONITOR.get(_id(path), "val/accuracy" if _id(path).startswith("devign/") else "val/f1")
     # best.ckpt on the monitor; last.ckpt the newest epoch (Lightning 2.6's save_last follows the best only)

@@ -28,7 +28,8 @@ OUR_CALLBACKS = {CollapseDetection, GradientStats, MetadataExport, TensorBoardEx
 EMA_DECAY = {"devign/transformer.yaml": 0.998}
 
 #: Configs that select their checkpoint on something else than their family's metric (README "Devign").
-MONITOR = {"devign/gnn.yaml": "val/auroc", "devign/full/gnn.yaml": "val/auroc"}
+MONITOR = {"devign/gnn.yaml": "val/auroc", "devign/full/gnn.yaml": "val/auroc",
+           "devign/fusion.yaml": "val/auroc", "devign/full/fusion.yaml": "val/auroc"}
 
 #: What the issue asks of the full-size configs, as dotted keys of the parsed config.
 EXPECTED: dict[str, dict[str, Any]] = {

@@ -70,7 +70,9 @@ class TextEncoder(nn.Module):
         self.pooling = pooling
         self.out_dim = int(model.config.hidden_size)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            # transformers 5 renamed it (the old name warns, and goes in v6); 4.x has only the old one.
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 DEMO = [p for p in CONFIGS if p.parent.name == "demo"]
 OUR_CALLBACKS = {CollapseDetection, GradientStats, MetadataExport, TensorBoardExtras}
-#: Configs that average their weights (EMA decay per step); the Devign transformer's ranking gains from it (README).
+#: Configs that average their weights (EMA decay per step); the Devign transformer's ranking gains from it (docs/devign.md).
 EMA_DECAY = {"devign/transformer.yaml": 0.998}
 
-#: Configs that select their checkpoint on something else than their family's metric (README "Devign").
+#: Configs that select their checkpoint on something else than their family's metric (docs/devign.md).
 MONITOR = {"devign/gnn.yaml": "val/auroc", "devign/full/gnn.yaml": "val/auroc",
            "devign/fusion.yaml": "val/auroc", "devign/full/fusion.yaml": "val/auroc"}
 

@@ -112,7 +112,7 @@ class TokenFeatures:
     """Owns the tokenizer (pretrained, or BPE trained on the train split) and cached encodings.
 
     `whitespace="collapse"` feeds the tokenizer the code without its formatting: on Devign the
-    formatting gives labels away (README results), and a byte-level BPE keeps every newline and space.
+    formatting gives labels away (docs/devign.md), and a byte-level BPE keeps every newline and space.
     """
 
     tokenizer_name_or_path: str | None

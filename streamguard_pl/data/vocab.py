@@ -5,7 +5,7 @@ bucket shared with a dozen others, and a name seen in one or two train functions
 helper, often in near-duplicates from the same commit) is a bucket the network memorises labels
 by. The vocabulary gives each text that appears in at least `min_count` train graphs an id of its
 own and every rarer one the shared unknown id (1), the way word-level code models cut their
-vocabulary (README results, Devign).
+vocabulary (Devign: docs/devign.md).
 
 Graphs are built with the text's crc32 + 2 as the token column (`RAW_TOKEN_IDS` buckets), so the
 graph cache does not depend on the vocabulary; `apply` maps those ids to dense ones (0 = inner

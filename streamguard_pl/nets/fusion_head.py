@@ -31,7 +31,7 @@ class FusionHead(nn.Module):
     residual: the text model's own trained head (`text_head`) plus a correction read from [t; g]
     whose last layer starts at zero, so fusion starts as exactly its text model and training moves
     it from there; a head trained from scratch on an overfit text encoder's training features starts
-    below that text model and can end there (Devign, README).
+    below that text model and can end there (Devign: docs/devign.md).
     """
 
     def __init__(self, text_dim: int, graph_dim: int, hidden_dim: int = 256, kind: FusionKind = "gated", dropout: float = 0.1,
